@@ -1,0 +1,49 @@
+/* Guest physical memory: one memfd backs all guest RAM (so migration and
+ * post-copy can reach it), mapped into this process and split into KVM slots
+ * around the 32-bit PCI hole. Guest addresses become host pointers only
+ * through mem_gpa_ptr(), which checks range and overflow. */
+#ifndef VMM_MEM_H
+#define VMM_MEM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "vmm/log.h"
+
+#define PAGE_SIZE 4096ULL
+#define MEM_MAX_REGIONS 2
+/* Guest RAM below 4 GiB ends here; [MEM_HOLE_START, 4 GiB) is MMIO. */
+#define MEM_HOLE_START 0xC0000000ULL
+#define MEM_4G 0x100000000ULL
+
+struct mem_region {
+	uint64_t gpa;      /* first guest physical address */
+	uint64_t size;     /* bytes, page multiple */
+	uint64_t offset;   /* offset of this region in the memfd */
+	uint8_t *host;     /* host mapping of the region */
+};
+
+/* Immutable after mem_init(); safe to read from any thread. */
+struct guest_mem {
+	int fd;                 /* memfd backing all RAM */
+	uint64_t size;          /* total RAM bytes */
+	uint8_t *base;          /* host mapping of the whole memfd */
+	int nr_regions;
+	struct mem_region regions[MEM_MAX_REGIONS];
+};
+
+/* Creates SIZE bytes of guest RAM (a page multiple, > 0) as a memfd and maps
+ * it; returns 0 or -errno. */
+int mem_init(struct guest_mem *mem, uint64_t size) VMM_MUST_CHECK;
+/* Unmaps and closes guest RAM; safe on a zeroed or failed struct. */
+void mem_destroy(struct guest_mem *mem);
+/* Returns a host pointer for [gpa, gpa+len) if it lies entirely inside one
+ * RAM region, NULL otherwise (including on overflow or len == 0). */
+void *mem_gpa_ptr(const struct guest_mem *mem, uint64_t gpa, uint64_t len);
+/* Copies LEN bytes from guest memory at GPA into BUF; 0 or -EFAULT. */
+int mem_read(const struct guest_mem *mem, uint64_t gpa, void *buf, uint64_t len) VMM_MUST_CHECK;
+/* Copies LEN bytes from BUF into guest memory at GPA; 0 or -EFAULT. */
+int mem_write(const struct guest_mem *mem, uint64_t gpa, const void *buf, uint64_t len) VMM_MUST_CHECK;
+/* Returns the end (exclusive) of RAM below the PCI hole. */
+uint64_t mem_low_end(const struct guest_mem *mem);
+
+#endif

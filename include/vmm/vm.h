@@ -1,0 +1,122 @@
+/* One KVM virtual machine: the KVM fds, guest RAM, I/O buses, vCPUs, the
+ * legacy devices and the machine-wide run state (running, paused, ended).
+ * The run state is driven by requests from any thread (QMP, vCPUs, signals)
+ * and acknowledged by each vCPU thread; see vm_pause(). */
+#ifndef VMM_VM_H
+#define VMM_VM_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include "vmm/bus.h"
+#include "vmm/log.h"
+#include "vmm/mem.h"
+
+struct vcpu;
+struct serial;
+struct pm;
+struct kvm_cpuid2;
+
+/* Why the guest stopped for good. */
+enum vm_end {
+	VM_END_NONE = 0,
+	VM_END_POWEROFF,   /* guest powered off: exit 0 */
+	VM_END_RESET,      /* guest asked for a reset/reboot: exit 0 */
+	VM_END_QUIT,       /* host asked to quit (QMP quit, signal): exit 0 */
+	VM_END_PANIC,      /* guest reported a panic: exit 1 */
+	VM_END_ERROR,      /* KVM or VMM failure: exit 1 */
+};
+
+enum vm_state { VM_RUNNING, VM_PAUSED, VM_ENDED };
+
+/* Called on the thread that paused/resumed the VM, with vm->lock NOT held:
+ * devices drain in-flight work on pause (must be complete on return). */
+struct vm_pause_hook {
+	void (*pause)(void *opaque);
+	void (*resume)(void *opaque);
+	void *opaque;
+};
+
+#define VM_MAX_PAUSE_HOOKS 32
+#define VM_MAX_LISTENERS 8
+
+/* Run-state changes reported to listeners (QMP turns them into events). */
+enum vm_event {
+	VM_EV_STOP,       /* paused */
+	VM_EV_RESUME,     /* running again */
+	VM_EV_SHUTDOWN,   /* ended: poweroff, quit, panic or error */
+	VM_EV_RESET,      /* guest or host asked for a reset */
+};
+
+/* Called on the thread that changed the state, with vm->lock NOT held; must
+ * not block (hand the event to the loop thread). */
+struct vm_listener {
+	void (*fn)(void *opaque, enum vm_event ev, enum vm_end why);
+	void *opaque;
+};
+
+struct vm {
+	int kvm_fd;
+	int vm_fd;
+	int vcpu_mmap_size;
+	struct guest_mem mem;
+	struct bus pio;             /* set up before vCPUs start, then read-only */
+	struct bus mmio;            /* likewise */
+	int nr_vcpus;
+	struct vcpu **vcpus;
+	struct kvm_cpuid2 *cpuid;   /* KVM_GET_SUPPORTED_CPUID, filtered */
+	struct serial *serial;
+	struct pm *pm;
+
+	/* lock guards state, requested, acked, end, end_msg, the hooks
+	 * and listener arrays; cond signals any change of them. */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	enum vm_state state;
+	enum vm_state requested;    /* what vCPUs are asked to reach */
+	int acked;                  /* vCPUs that reached `requested` */
+	enum vm_end end;
+	char end_msg[256];
+	int nr_pause_hooks;
+	struct vm_pause_hook pause_hooks[VM_MAX_PAUSE_HOOKS];
+	int nr_listeners;
+	struct vm_listener listeners[VM_MAX_LISTENERS];
+	int end_eventfd;            /* becomes readable once end != NONE */
+	unsigned pause_gen;         /* bumped by every vm_pause() */
+	uint64_t clock_ns;          /* kvmclock saved at pause */
+};
+
+/* Opens /dev/kvm, creates the VM with in-kernel irqchip and PIT, and guest
+ * RAM of MEM_SIZE bytes; returns 0 or -errno with a message printed. */
+int vm_create(struct vm *vm, uint64_t mem_size, int nr_vcpus) VMM_MUST_CHECK;
+/* Releases everything vm_create() and later setup acquired. */
+void vm_destroy(struct vm *vm);
+/* Sets ISA/IOAPIC interrupt line IRQ to LEVEL via KVM_IRQ_LINE. */
+void vm_irq_line(struct vm *vm, uint32_t irq, int level);
+/* Records why the guest ended (first reason wins), tells vCPUs to stop and
+ * wakes the main loop. Safe from any thread, including vCPU threads. */
+void vm_end(struct vm *vm, enum vm_end why, const char *fmt, ...) VMM_PRINTF(3, 4);
+/* Returns the end reason (VM_END_NONE while the guest can still run). */
+enum vm_end vm_ended(struct vm *vm);
+/* Stops every vCPU outside KVM_RUN and runs device pause hooks; returns
+ * once all have acknowledged. 0, or -ESHUTDOWN if the guest has ended. */
+int vm_pause(struct vm *vm) VMM_MUST_CHECK;
+/* Resumes a paused VM; 0, -EINVAL if not paused, -ESHUTDOWN if ended. */
+int vm_resume(struct vm *vm) VMM_MUST_CHECK;
+/* Returns the current run state. */
+enum vm_state vm_state(struct vm *vm);
+/* Adds a device pause/resume hook; -ENOSPC when full. */
+int vm_add_pause_hook(struct vm *vm, const struct vm_pause_hook *hook) VMM_MUST_CHECK;
+/* Adds a run-state listener; -ENOSPC when full. Call before vm_start. */
+int vm_add_listener(struct vm *vm, const struct vm_listener *l) VMM_MUST_CHECK;
+/* Starts one thread per vCPU (created by vcpu_create_all); 0 or -errno. */
+int vm_start(struct vm *vm) VMM_MUST_CHECK;
+/* Waits for every vCPU thread to finish (after vm_end). */
+void vm_join(struct vm *vm);
+/* vCPU side of the run state: acknowledges and waits out a pause; returns
+ * false once the vCPU must finish. GEN is the vCPU's last acked pause. */
+bool vm_vcpu_checkpoint(struct vm *vm, unsigned *gen);
+/* Process exit status for an end reason (0 for clean ends, 1 otherwise). */
+int vm_end_status(enum vm_end why);
+
+#endif

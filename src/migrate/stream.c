@@ -1,0 +1,714 @@
+/*
+ * Migration stream framing: crc32c and zero-page test (runtime-dispatched SIMD),
+ * growable encoder, bounds-checked decoder, frame header/crc handling,
+ * HELLO/reason messages and RAM page batches.
+ * Everything read here may come from the network: no input can crash it.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+#include "vmm/stream.h"
+
+static void le_store(uint8_t *p, uint64_t v, int n)
+{
+	for (int i = 0; i < n; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+#define le32_store(p, v) le_store(p, v, 4)
+#define le64_store(p, v) le_store(p, v, 8)
+
+static uint32_t le32_load(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+
+static uint64_t le64_load(const uint8_t *p)
+{
+	return (uint64_t)le32_load(p) | (uint64_t)le32_load(p + 4) << 32;
+}
+
+/* --- crc32c: slicing-by-8 tables, SSE4.2 crc32 instruction when present --- */
+
+#define CRC32C_POLY 0x82f63b78u	/* Castagnoli, reflected */
+
+static uint32_t crc_table[8][256];
+static pthread_once_t crc_table_once = PTHREAD_ONCE_INIT;
+
+static void crc_table_build(void)
+{
+	for (uint32_t i = 0; i < 256; i++) {
+		uint32_t c = i;
+
+		for (int k = 0; k < 8; k++)
+			c = (c >> 1) ^ (CRC32C_POLY & (0u - (c & 1)));
+		crc_table[0][i] = c;
+	}
+	for (uint32_t i = 0; i < 256; i++)
+		for (int t = 1; t < 8; t++)
+			crc_table[t][i] = (crc_table[t - 1][i] >> 8) ^
+					  crc_table[0][crc_table[t - 1][i] & 0xff];
+}
+
+uint32_t stream_crc32c_sw(uint32_t crc, const void *p, size_t len)
+{
+	const uint8_t *b = p;
+	uint32_t c = ~crc;
+
+	pthread_once(&crc_table_once, crc_table_build);
+	for (; len >= 8; b += 8, len -= 8) {
+		uint32_t lo = c ^ le32_load(b), hi = le32_load(b + 4);
+
+		c = crc_table[7][lo & 0xff] ^ crc_table[6][(lo >> 8) & 0xff] ^
+		    crc_table[5][(lo >> 16) & 0xff] ^ crc_table[4][lo >> 24] ^
+		    crc_table[3][hi & 0xff] ^ crc_table[2][(hi >> 8) & 0xff] ^
+		    crc_table[1][(hi >> 16) & 0xff] ^ crc_table[0][hi >> 24];
+	}
+	while (len--)
+		c = (c >> 8) ^ crc_table[0][(c ^ *b++) & 0xff];
+	return ~c;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("sse4.2")))
+uint32_t stream_crc32c_hw(uint32_t crc, const void *p, size_t len)
+{
+	const uint8_t *b = p;
+	uint64_t c = ~crc;
+	uint64_t v;
+
+	for (; len >= 8; b += 8, len -= 8) {
+		memcpy(&v, b, 8);
+		c = _mm_crc32_u64(c, v);
+	}
+	while (len--)
+		c = _mm_crc32_u8((uint32_t)c, *b++);
+	return ~(uint32_t)c;
+}
+
+bool stream_crc32c_hw_available(void)
+{
+	return __builtin_cpu_supports("sse4.2");
+}
+#else
+uint32_t stream_crc32c_hw(uint32_t crc, const void *p, size_t len)
+{
+	return stream_crc32c_sw(crc, p, len);
+}
+
+bool stream_crc32c_hw_available(void)
+{
+	return false;
+}
+#endif
+
+typedef uint32_t (*crc_fn)(uint32_t, const void *, size_t);
+static crc_fn crc_impl;
+
+uint32_t stream_crc32c(uint32_t crc, const void *p, size_t len)
+{
+	crc_fn fn = __atomic_load_n(&crc_impl, __ATOMIC_RELAXED);
+
+	if (!fn) {
+		fn = stream_crc32c_hw_available() ? stream_crc32c_hw : stream_crc32c_sw;
+		__atomic_store_n(&crc_impl, fn, __ATOMIC_RELAXED);
+	}
+	return fn(crc, p, len);
+}
+
+/* --- zero pages: OR-reduce 64/128-byte chunks, leave at the first non-zero one;
+ * gcc vectorises the generic loop with SSE2, AVX2 is picked at run time --- */
+
+bool stream_page_is_zero_generic(const void *p)
+{
+	const uint8_t *b = p;
+
+	for (size_t off = 0; off < STREAM_PAGE_SIZE; off += 64) {
+		uint64_t w[8], acc = 0;
+
+		memcpy(w, b + off, sizeof(w));
+		for (int i = 0; i < 8; i++)
+			acc |= w[i];
+		if (acc)
+			return false;
+	}
+	return true;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2")))
+static bool page_is_zero_avx2(const void *p)
+{
+	const __m256i *v = p;
+
+	for (size_t i = 0; i < STREAM_PAGE_SIZE / 32; i += 4) {
+		__m256i a = _mm256_or_si256(_mm256_loadu_si256(v + i),
+					    _mm256_loadu_si256(v + i + 1));
+		__m256i c = _mm256_or_si256(_mm256_loadu_si256(v + i + 2),
+					    _mm256_loadu_si256(v + i + 3));
+
+		a = _mm256_or_si256(a, c);
+		if (!_mm256_testz_si256(a, a))
+			return false;
+	}
+	return true;
+}
+#endif
+
+typedef bool (*zero_fn)(const void *);
+static zero_fn zero_impl;
+
+static zero_fn page_is_zero_pick(void)
+{
+#if defined(__x86_64__)
+	if (__builtin_cpu_supports("avx2"))
+		return page_is_zero_avx2;
+#endif
+	return stream_page_is_zero_generic;
+}
+
+bool stream_page_is_zero(const void *p)
+{
+	zero_fn fn = __atomic_load_n(&zero_impl, __ATOMIC_RELAXED);
+
+	if (!fn) {
+		fn = page_is_zero_pick();
+		__atomic_store_n(&zero_impl, fn, __ATOMIC_RELAXED);
+	}
+	return fn(p);
+}
+
+/* --- encoder --- */
+
+void stream_buf_init(struct stream_buf *b)
+{
+	memset(b, 0, sizeof(*b));
+}
+
+void stream_buf_free(struct stream_buf *b)
+{
+	free(b->data);
+	stream_buf_init(b);
+}
+
+void stream_buf_reset(struct stream_buf *b)
+{
+	b->len = 0;
+	b->err = 0;
+}
+
+int stream_buf_error(const struct stream_buf *b)
+{
+	return b->err;
+}
+
+int stream_buf_reserve(struct stream_buf *b, size_t n)
+{
+	size_t cap;
+	uint8_t *p;
+
+	if (b->err)
+		return b->err;
+	if (n <= b->cap - b->len)
+		return 0;
+	if (n > SIZE_MAX / 2 - b->len)
+		goto nomem;
+	cap = b->cap ? b->cap : 256;
+	while (cap - b->len < n)
+		cap *= 2;
+	p = realloc(b->data, cap);
+	if (!p)
+		goto nomem;
+	b->data = p;
+	b->cap = cap;
+	return 0;
+nomem:
+	b->err = -ENOMEM;
+	return b->err;
+}
+
+/* Returns a pointer to n fresh bytes at the end of b, or NULL (error recorded). */
+static uint8_t *buf_grow(struct stream_buf *b, size_t n)
+{
+	uint8_t *p;
+
+	if (stream_buf_reserve(b, n))
+		return NULL;
+	p = b->data + b->len;
+	b->len += n;
+	return p;
+}
+
+static int buf_put_le(struct stream_buf *b, uint64_t v, int n)
+{
+	uint8_t *p = buf_grow(b, (size_t)n);
+
+	if (!p)
+		return b->err;
+	le_store(p, v, n);
+	return 0;
+}
+
+int stream_buf_put_u8(struct stream_buf *b, uint8_t v)
+{
+	return buf_put_le(b, v, 1);
+}
+
+int stream_buf_put_u16(struct stream_buf *b, uint16_t v)
+{
+	return buf_put_le(b, v, 2);
+}
+
+int stream_buf_put_u32(struct stream_buf *b, uint32_t v)
+{
+	return buf_put_le(b, v, 4);
+}
+
+int stream_buf_put_u64(struct stream_buf *b, uint64_t v)
+{
+	return buf_put_le(b, v, 8);
+}
+
+int stream_buf_put_bytes(struct stream_buf *b, const void *src, size_t n)
+{
+	uint8_t *p = buf_grow(b, n);
+
+	if (!p)
+		return b->err;
+	if (n)
+		memcpy(p, src, n);
+	return 0;
+}
+
+int stream_buf_put_string(struct stream_buf *b, const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n > UINT32_MAX) {
+		if (!b->err)
+			b->err = -EOVERFLOW;
+		return -EOVERFLOW;
+	}
+	if (stream_buf_put_u32(b, (uint32_t)n))
+		return b->err;
+	return stream_buf_put_bytes(b, s, n);
+}
+
+int stream_buf_patch_u32(struct stream_buf *b, size_t off, uint32_t v)
+{
+	if (off > b->len || b->len - off < 4)
+		return -ERANGE;
+	le32_store(b->data + off, v);
+	return 0;
+}
+
+/* --- frames --- */
+
+void stream_frame_header_encode(uint8_t out[STREAM_FRAME_HDR_SIZE], uint32_t type,
+				uint32_t flags, uint64_t length, uint32_t payload_crc)
+{
+	le32_store(out, type);
+	le32_store(out + 4, flags);
+	le64_store(out + 8, length);
+	le32_store(out + 16, payload_crc);
+	le32_store(out + 20, stream_crc32c(0, out, 20));
+}
+
+int stream_frame_begin(struct stream_buf *b, uint32_t type, uint32_t flags, size_t *frame)
+{
+	uint8_t *p;
+
+	*frame = b->len;
+	p = buf_grow(b, STREAM_FRAME_HDR_SIZE);
+	if (!p)
+		return b->err;
+	/* type and flags now; length and crcs at stream_frame_end() */
+	memset(p, 0, STREAM_FRAME_HDR_SIZE);
+	le32_store(p, type);
+	le32_store(p + 4, flags);
+	return 0;
+}
+
+int stream_frame_end(struct stream_buf *b, size_t frame)
+{
+	const uint8_t *payload;
+	uint8_t *hdr;
+	uint64_t len;
+
+	if (b->err)
+		return b->err;
+	if (frame > b->len || b->len - frame < STREAM_FRAME_HDR_SIZE)
+		return -EINVAL;
+	hdr = b->data + frame;
+	payload = hdr + STREAM_FRAME_HDR_SIZE;
+	len = b->len - frame - STREAM_FRAME_HDR_SIZE;
+	stream_frame_header_encode(hdr, le32_load(hdr), le32_load(hdr + 4), len,
+				   stream_crc32c(0, payload, len));
+	return 0;
+}
+
+int stream_frame_put(struct stream_buf *b, uint32_t type, const void *payload, size_t len)
+{
+	size_t frame;
+	int ret;
+
+	ret = stream_frame_begin(b, type, 0, &frame);
+	if (ret)
+		return ret;
+	stream_buf_put_bytes(b, payload, len);
+	return stream_frame_end(b, frame);
+}
+
+/* --- decoder --- */
+
+void stream_reader_init(struct stream_reader *r, const void *p, size_t len)
+{
+	r->p = p;
+	r->len = len;
+	r->pos = 0;
+}
+
+size_t stream_reader_remaining(const struct stream_reader *r)
+{
+	return r->len - r->pos;
+}
+
+int stream_get_ptr(struct stream_reader *r, size_t n, const void **p)
+{
+	if (n > stream_reader_remaining(r))
+		return -EBADMSG;
+	*p = r->p + r->pos;
+	r->pos += n;
+	return 0;
+}
+
+/* Consumes an n-byte little-endian integer; returns 0 or -EBADMSG. */
+static int get_le(struct stream_reader *r, uint64_t *v, int n)
+{
+	const uint8_t *p;
+	uint64_t x = 0;
+
+	if (stream_get_ptr(r, (size_t)n, (const void **)&p))
+		return -EBADMSG;
+	for (int i = n - 1; i >= 0; i--)
+		x = x << 8 | p[i];
+	*v = x;
+	return 0;
+}
+
+#define STREAM_GET_FN(bits)						\
+int stream_get_u##bits(struct stream_reader *r, uint##bits##_t *v)	\
+{									\
+	uint64_t x;							\
+									\
+	if (get_le(r, &x, bits / 8))					\
+		return -EBADMSG;					\
+	*v = (uint##bits##_t)x;						\
+	return 0;							\
+}
+STREAM_GET_FN(8)
+STREAM_GET_FN(16)
+STREAM_GET_FN(32)
+STREAM_GET_FN(64)
+
+int stream_get_bytes(struct stream_reader *r, void *dst, size_t n)
+{
+	const void *p;
+
+	if (stream_get_ptr(r, n, &p))
+		return -EBADMSG;
+	if (n)
+		memcpy(dst, p, n);
+	return 0;
+}
+
+int stream_get_sub(struct stream_reader *r, size_t n, struct stream_reader *sub)
+{
+	const void *p;
+
+	if (stream_get_ptr(r, n, &p))
+		return -EBADMSG;
+	stream_reader_init(sub, p, n);
+	return 0;
+}
+
+int stream_get_string(struct stream_reader *r, char *dst, size_t cap)
+{
+	struct stream_reader t = *r;
+	const void *p;
+	uint32_t n;
+
+	if (stream_get_u32(&t, &n) || stream_get_ptr(&t, n, &p))
+		return -EBADMSG;
+	if (memchr(p, 0, n))
+		return -EBADMSG;
+	if (cap == 0 || n > cap - 1)
+		return -EOVERFLOW;
+	memcpy(dst, p, n);
+	dst[n] = '\0';
+	*r = t;
+	return 0;
+}
+
+int stream_frame_parse_header(const void *buf, size_t len, struct stream_frame *out,
+			      uint64_t max_payload)
+{
+	const uint8_t *p = buf;
+	uint32_t type;
+	uint64_t length;
+
+	if (len < STREAM_FRAME_HDR_SIZE)
+		return -EBADMSG;
+	if (stream_crc32c(0, p, 20) != le32_load(p + 20))
+		return -EBADMSG;
+	type = le32_load(p);
+	if (type < STREAM_HELLO || type > STREAM_TYPE_MAX)
+		return -EPROTO;
+	length = le64_load(p + 8);
+	if (length > max_payload)
+		return -EMSGSIZE;
+	out->type = type;
+	out->flags = le32_load(p + 4);
+	out->length = length;
+	out->payload_crc = le32_load(p + 16);
+	return 0;
+}
+
+int stream_frame_check_payload(const struct stream_frame *f, const void *payload, size_t len)
+{
+	if (len != f->length)
+		return -EBADMSG;
+	if (stream_crc32c(0, payload, len) != f->payload_crc)
+		return -EBADMSG;
+	return 0;
+}
+
+int stream_frame_next(struct stream_reader *r, struct stream_frame *f, uint64_t max_payload,
+		      struct stream_reader *payload)
+{
+	struct stream_reader t = *r;
+	struct stream_frame hdr;
+	const void *h;
+	int ret;
+
+	if (stream_get_ptr(&t, STREAM_FRAME_HDR_SIZE, &h))
+		return -EBADMSG;
+	ret = stream_frame_parse_header(h, STREAM_FRAME_HDR_SIZE, &hdr, max_payload);
+	if (ret)
+		return ret;
+	if (hdr.length > stream_reader_remaining(&t))
+		return -EBADMSG;
+	if (stream_get_sub(&t, (size_t)hdr.length, payload))
+		return -EBADMSG;
+	ret = stream_frame_check_payload(&hdr, payload->p, payload->len);
+	if (ret)
+		return ret;
+	*f = hdr;
+	*r = t;
+	return 0;
+}
+
+/* --- messages --- */
+
+int stream_hello_put(struct stream_buf *b, uint64_t caps)
+{
+	size_t frame;
+	int ret;
+
+	ret = stream_frame_begin(b, STREAM_HELLO, 0, &frame);
+	if (ret)
+		return ret;
+	stream_buf_put_bytes(b, STREAM_MAGIC, STREAM_MAGIC_LEN);
+	stream_buf_put_u32(b, STREAM_VERSION);
+	stream_buf_put_u64(b, caps);
+	return stream_frame_end(b, frame);
+}
+
+int stream_hello_parse(struct stream_reader *payload, uint32_t *version, uint64_t *caps)
+{
+	struct stream_reader t = *payload;
+	const void *magic;
+	uint32_t v;
+	uint64_t c;
+
+	if (stream_reader_remaining(&t) != STREAM_MAGIC_LEN + 4 + 8)
+		return -EBADMSG;
+	if (stream_get_ptr(&t, STREAM_MAGIC_LEN, &magic) || stream_get_u32(&t, &v) ||
+	    stream_get_u64(&t, &c))
+		return -EBADMSG;
+	if (memcmp(magic, STREAM_MAGIC, STREAM_MAGIC_LEN))
+		return -EPROTO;
+	*version = v;
+	*caps = c;
+	*payload = t;
+	return 0;
+}
+
+int stream_u64_put(struct stream_buf *b, uint32_t type, uint64_t v)
+{
+	uint8_t p[8];
+
+	le64_store(p, v);
+	return stream_frame_put(b, type, p, sizeof(p));
+}
+
+int stream_u32_put(struct stream_buf *b, uint32_t type, uint32_t v)
+{
+	uint8_t p[4];
+
+	le32_store(p, v);
+	return stream_frame_put(b, type, p, sizeof(p));
+}
+
+int stream_reason_put(struct stream_buf *b, uint32_t type, const char *reason)
+{
+	size_t frame;
+	int ret;
+
+	ret = stream_frame_begin(b, type, 0, &frame);
+	if (ret)
+		return ret;
+	stream_buf_put_string(b, reason);
+	return stream_frame_end(b, frame);
+}
+
+int stream_reason_parse(struct stream_reader *payload, char *out, size_t cap)
+{
+	struct stream_reader t = *payload;
+	const uint8_t *p;
+	uint32_t n;
+	size_t i, keep;
+
+	if (cap == 0)
+		return -EINVAL;
+	if (stream_get_u32(&t, &n) || stream_get_ptr(&t, n, (const void **)&p))
+		return -EBADMSG;
+	if (stream_reader_remaining(&t))
+		return -EBADMSG;
+	keep = n < cap - 1 ? n : cap - 1;
+	for (i = 0; i < keep; i++)
+		out[i] = (p[i] >= 0x20 && p[i] < 0x7f) ? (char)p[i] : '?';
+	out[keep] = '\0';
+	*payload = t;
+	return 0;
+}
+
+/* --- RAM page batches --- */
+
+int stream_pages_begin(struct stream_buf *b, struct stream_page_batch *pb)
+{
+	int ret;
+
+	memset(pb, 0, sizeof(*pb));
+	ret = stream_frame_begin(b, STREAM_PAGES, 0, &pb->frame);
+	if (ret)
+		return ret;
+	return stream_buf_put_u32(b, 0);	/* count, patched at the end */
+}
+
+int stream_pages_add(struct stream_buf *b, struct stream_page_batch *pb, uint64_t gpa,
+		     const void *data)
+{
+	uint8_t *p;
+
+	if (gpa & STREAM_PAGE_FLAG_MASK)
+		return -EINVAL;
+	if (pb->count == UINT32_MAX)
+		return -EOVERFLOW;
+	if (!data || stream_page_is_zero(data)) {
+		if (stream_buf_put_u64(b, gpa | STREAM_PAGE_ZERO))
+			return b->err;
+		pb->zero++;
+	} else {
+		p = buf_grow(b, STREAM_PAGE_ENTRY_NORMAL);
+		if (!p)
+			return b->err;
+		le64_store(p, gpa | STREAM_PAGE_NORMAL);
+		memcpy(p + 8, data, STREAM_PAGE_SIZE);
+		pb->normal++;
+	}
+	pb->count++;
+	return 0;
+}
+
+int stream_pages_end(struct stream_buf *b, struct stream_page_batch *pb)
+{
+	int ret;
+
+	if (b->err)
+		return b->err;
+	ret = stream_buf_patch_u32(b, pb->frame + STREAM_FRAME_HDR_SIZE, pb->count);
+	if (ret)
+		return ret;
+	return stream_frame_end(b, pb->frame);
+}
+
+/* Decodes one entry at it->r; returns 0 with *pg set, or -EBADMSG. */
+static int pages_entry(struct stream_reader *r, struct stream_page *pg)
+{
+	uint64_t v;
+	uint32_t flags;
+	const void *data = NULL;
+
+	if (stream_get_u64(r, &v))
+		return -EBADMSG;
+	flags = (uint32_t)(v & STREAM_PAGE_FLAG_MASK);
+	if (flags == STREAM_PAGE_NORMAL) {
+		if (stream_get_ptr(r, STREAM_PAGE_SIZE, &data))
+			return -EBADMSG;
+	} else if (flags != STREAM_PAGE_ZERO) {
+		return -EBADMSG;	/* unknown flag, or a misaligned gpa */
+	}
+	pg->gpa = v & ~STREAM_PAGE_FLAG_MASK;
+	pg->flags = flags;
+	pg->data = data;
+	return 0;
+}
+
+int stream_pages_iter_init(struct stream_page_iter *it, const void *payload, size_t len,
+			   stream_gpa_check_fn check, void *opaque)
+{
+	struct stream_reader r;
+	struct stream_page pg;
+	uint32_t count, i;
+	int ret;
+
+	stream_reader_init(&r, payload, len);
+	if (stream_get_u32(&r, &count))
+		return -EBADMSG;
+	if (count > stream_reader_remaining(&r) / STREAM_PAGE_ENTRY_ZERO)
+		return -EBADMSG;
+	it->r = r;
+	for (i = 0; i < count; i++) {
+		ret = pages_entry(&r, &pg);
+		if (ret)
+			return ret;
+		ret = check(opaque, pg.gpa, STREAM_PAGE_SIZE);
+		if (ret)
+			return ret < 0 ? ret : -EFAULT;
+	}
+	if (stream_reader_remaining(&r))
+		return -EBADMSG;	/* trailing bytes: count disagrees with length */
+	it->count = count;
+	it->index = 0;
+	return 0;
+}
+
+int stream_pages_next(struct stream_page_iter *it, struct stream_page *pg)
+{
+	int ret;
+
+	if (it->index >= it->count)
+		return 0;
+	ret = pages_entry(&it->r, pg);
+	if (ret)
+		return ret;
+	it->index++;
+	return 1;
+}

@@ -1,0 +1,77 @@
+/* Guest CPUID: KVM's supported table with the hypervisor bit and per-vCPU
+ * topology (APIC IDs in leaves 0x1 and 0xB, core count for AMD). */
+#include <errno.h>
+#include <linux/kvm.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include "vmm/cpuid.h"
+
+struct kvm_cpuid2 *cpuid_supported(int kvm_fd)
+{
+	for (int nent = 128; nent <= 4096; nent *= 2) {
+		struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + nent * sizeof(c->entries[0]));
+
+		if (!c)
+			return NULL;
+		c->nent = (uint32_t)nent;
+		if (ioctl(kvm_fd, KVM_GET_SUPPORTED_CPUID, c) == 0)
+			return c;
+		free(c);
+		if (errno != E2BIG)
+			return NULL;
+	}
+	errno = E2BIG;
+	return NULL;
+}
+
+static int cpuid_bits(int n)
+{
+	int b = 0;
+
+	while ((1 << b) < n)
+		b++;
+	return b;
+}
+
+struct kvm_cpuid2 *cpuid_for_vcpu(const struct kvm_cpuid2 *base, int id, int nr)
+{
+	size_t size = sizeof(*base) + base->nent * sizeof(base->entries[0]);
+	struct kvm_cpuid2 *c = malloc(size);
+
+	if (!c)
+		return NULL;
+	memcpy(c, base, size);
+	for (uint32_t i = 0; i < c->nent; i++) {
+		struct kvm_cpuid_entry2 *e = &c->entries[i];
+
+		switch (e->function) {
+		case 1:
+			e->ebx = (e->ebx & 0xFFFF) | ((uint32_t)nr << 16) | ((uint32_t)id << 24);
+			e->ecx |= 1u << 31;            /* hypervisor present */
+			if (nr > 1)
+				e->edx |= 1u << 28;    /* HTT: ebx[23:16] is valid */
+			break;
+		case 0xB:
+			e->edx = (uint32_t)id;
+			if (e->index == 0) {
+				e->eax = 0;
+				e->ebx = 1;
+				e->ecx = (1 << 8);
+			} else if (e->index == 1) {
+				e->eax = (uint32_t)cpuid_bits(nr);
+				e->ebx = (uint32_t)nr;
+				e->ecx = (2 << 8) | 1;
+			} else {
+				e->eax = e->ebx = 0;
+				e->ecx = e->index;
+			}
+			break;
+		case 0x80000008:
+			e->ecx = (e->ecx & ~0xFFu) | (uint32_t)(nr - 1);
+			break;
+		}
+	}
+	return c;
+}
