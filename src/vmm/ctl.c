@@ -265,7 +265,13 @@ err:
 
 static void ctl_print(FILE *fp, struct json_object *o)
 {
-	fprintf(fp, "%s\n", json_object_to_json_string_ext(o,
+	bool empty = (json_object_is_type(o, json_type_object) && !json_object_object_length(o)) ||
+		     (json_object_is_type(o, json_type_array) && !json_object_array_length(o));
+
+	if (empty)    /* json-c's pretty printer spreads {} over two lines */
+		fprintf(fp, "%s\n", json_object_is_type(o, json_type_object) ? "{}" : "[]");
+	else
+		fprintf(fp, "%s\n", json_object_to_json_string_ext(o,
 		JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
 		JSON_C_TO_STRING_NOSLASHESCAPE));
 	fflush(fp);

@@ -107,7 +107,7 @@ static void client_write(struct qmp_client *c, const char *s, size_t len)
 	client_flush(c);
 }
 
-void qmp_qmp_client_send(struct qmp_client *c, struct json_object *obj)
+void qmp_client_send(struct qmp_client *c, struct json_object *obj)
 {
 	size_t len;
 	const char *s = json_object_to_json_string_length(obj,
