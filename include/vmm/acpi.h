@@ -14,6 +14,7 @@
 #define ACPI_AREA_END  0x100000ULL
 #define IOAPIC_ADDR    0xFEC00000ULL
 #define LAPIC_ADDR     0xFEE00000ULL
+#define ACPI_MAX_CPUS  254
 
 /* Extra AML appended inside the DSDT's \_SB scope (e.g. a PCI root bridge);
  * may be NULL/0. */

@@ -22,13 +22,17 @@ struct mem_region {
 	uint8_t *host;     /* host mapping of the region */
 };
 
-/* Immutable after mem_init(); safe to read from any thread. */
+/* Immutable after mem_init() but for `dirty`; safe to read from any thread. */
 struct guest_mem {
 	int fd;                 /* memfd backing all RAM */
 	uint64_t size;          /* total RAM bytes */
 	uint8_t *base;          /* host mapping of the whole memfd */
 	int nr_regions;
 	struct mem_region regions[MEM_MAX_REGIONS];
+	/* Pages the VMM itself wrote (device DMA), one bit per memfd page, while
+	 * migration tracks dirty pages; NULL otherwise. Set and cleared by the
+	 * migration code, read by mem_mark_dirty() from any thread. */
+	uint64_t *_Atomic dirty;
 };
 
 /* Creates SIZE bytes of guest RAM (a page multiple, > 0) as a memfd and maps
@@ -43,6 +47,14 @@ void *mem_gpa_ptr(const struct guest_mem *mem, uint64_t gpa, uint64_t len);
 int mem_read(const struct guest_mem *mem, uint64_t gpa, void *buf, uint64_t len) VMM_MUST_CHECK;
 /* Copies LEN bytes from BUF into guest memory at GPA; 0 or -EFAULT. */
 int mem_write(const struct guest_mem *mem, uint64_t gpa, const void *buf, uint64_t len) VMM_MUST_CHECK;
+/* Records that the VMM wrote [gpa, gpa+len) of guest RAM (devices call this
+ * after writing guest buffers), so a running migration resends those pages.
+ * Does nothing when no migration is tracking or the range is not RAM. */
+void mem_mark_dirty(const struct guest_mem *mem, uint64_t gpa, uint64_t len);
+/* Returns the memfd page index of GPA, or -1 if GPA is not RAM. */
+int64_t mem_gpa_page(const struct guest_mem *mem, uint64_t gpa);
+/* Returns the GPA of memfd page index PAGE (which must be < size/PAGE_SIZE). */
+uint64_t mem_page_gpa(const struct guest_mem *mem, uint64_t page);
 /* Returns the end (exclusive) of RAM below the PCI hole. */
 uint64_t mem_low_end(const struct guest_mem *mem);
 

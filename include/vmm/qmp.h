@@ -108,8 +108,8 @@ struct qmp_backend_ops {
 int qmp_server_create(struct qmp_server **out, struct loop *loop, const char *path,
 		      const struct qmp_backend_ops *ops, void *opaque) VMM_MUST_CHECK;
 /* Delivers queued events, flushes every client for at most ~1 s, closes
- * them, removes the socket file and frees SRV (NULL is fine). Call after the
- * VM's threads are joined and with the loop no longer running callbacks. */
+ * them, removes the socket file and frees SRV (NULL is fine). Call after
+ * loop_run() returned and the VM's threads are joined, before loop_destroy(). */
 void qmp_server_destroy(struct qmp_server *srv);
 /* Adds N commands served with OPAQUE in struct qmp_call (e.g. migration's);
  * 0, -EEXIST if a name is taken, -ENOSPC past QMP_MAX_TABLES. */

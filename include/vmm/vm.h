@@ -13,6 +13,7 @@
 #include "vmm/mem.h"
 
 struct vcpu;
+struct device;
 struct serial;
 struct pm;
 struct kvm_cpuid2;
@@ -28,6 +29,13 @@ enum vm_end {
 };
 
 enum vm_state { VM_RUNNING, VM_PAUSED, VM_ENDED };
+
+/* Where the guest is in its migration life; QMP's inmigrate/postmigrate. */
+enum vm_phase {
+	VM_PHASE_NORMAL,
+	VM_PHASE_INMIGRATE,    /* destination waiting for the guest's state */
+	VM_PHASE_POSTMIGRATE,  /* source after handoff: the guest never runs here */
+};
 
 /* Called on the thread that paused/resumed the VM, with vm->lock NOT held:
  * devices drain in-flight work on pause (must be complete on return). */
@@ -67,8 +75,10 @@ struct vm {
 	struct kvm_cpuid2 *cpuid;   /* KVM_GET_SUPPORTED_CPUID, filtered */
 	struct serial *serial;
 	struct pm *pm;
+	int nr_devices;             /* device registry; set up before start */
+	struct device *devices;
 
-	/* lock guards state, requested, acked, end, end_msg, the hooks
+	/* lock guards state, requested, acked, end, phase, end_msg, the hooks
 	 * and listener arrays; cond signals any change of them. */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -76,6 +86,7 @@ struct vm {
 	enum vm_state requested;    /* what vCPUs are asked to reach */
 	int acked;                  /* vCPUs that reached `requested` */
 	enum vm_end end;
+	enum vm_phase phase;
 	char end_msg[256];
 	int nr_pause_hooks;
 	struct vm_pause_hook pause_hooks[VM_MAX_PAUSE_HOOKS];
@@ -101,10 +112,15 @@ enum vm_end vm_ended(struct vm *vm);
 /* Stops every vCPU outside KVM_RUN and runs device pause hooks; returns
  * once all have acknowledged. 0, or -ESHUTDOWN if the guest has ended. */
 int vm_pause(struct vm *vm) VMM_MUST_CHECK;
-/* Resumes a paused VM; 0, -EINVAL if not paused, -ESHUTDOWN if ended. */
+/* Resumes a paused VM; 0, -EINVAL if not paused, -ESHUTDOWN if ended,
+ * -EPERM after handoff to a migration destination or before incoming state. */
 int vm_resume(struct vm *vm) VMM_MUST_CHECK;
 /* Returns the current run state. */
 enum vm_state vm_state(struct vm *vm);
+/* Sets the migration phase (see enum vm_phase). */
+void vm_set_phase(struct vm *vm, enum vm_phase phase);
+/* Returns the migration phase. */
+enum vm_phase vm_phase(struct vm *vm);
 /* Adds a device pause/resume hook; -ENOSPC when full. */
 int vm_add_pause_hook(struct vm *vm, const struct vm_pause_hook *hook) VMM_MUST_CHECK;
 /* Adds a run-state listener; -ENOSPC when full. Call before vm_start. */
@@ -114,8 +130,9 @@ int vm_start(struct vm *vm) VMM_MUST_CHECK;
 /* Waits for every vCPU thread to finish (after vm_end). */
 void vm_join(struct vm *vm);
 /* vCPU side of the run state: acknowledges and waits out a pause; returns
- * false once the vCPU must finish. GEN is the vCPU's last acked pause. */
-bool vm_vcpu_checkpoint(struct vm *vm, unsigned *gen);
+ * false once the vCPU must finish. GEN is the vCPU's last acked pause;
+ * SETTLE(ARG), if given, runs once before acknowledging a pause. */
+bool vm_vcpu_checkpoint(struct vm *vm, unsigned *gen, void (*settle)(void *), void *arg);
 /* Process exit status for an end reason (0 for clean ends, 1 otherwise). */
 int vm_end_status(enum vm_end why);
 

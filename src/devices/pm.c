@@ -32,7 +32,7 @@ static uint32_t pm_read(struct pm *pm, uint64_t port)
 {
 	switch (port) {
 	case PM1A_EVT_PORT:
-		return pm->sts;
+		return pm->sts | (uint32_t)pm->en << 16;
 	case PM1A_EVT_PORT + 2:
 		return pm->en;
 	case PM1A_CNT_PORT:

@@ -174,7 +174,8 @@ int acpi_build(const struct guest_mem *mem, int nr_vcpus, const struct acpi_extr
 
 	if (!area)
 		return -ENOMEM;
-	if (nr_vcpus < 1 || 44 + 8 * nr_vcpus + 22 > (int)MADT_MAX)
+	/* xAPIC IDs are 8 bits and the IOAPIC takes the ID after the CPUs. */
+	if (nr_vcpus < 1 || nr_vcpus > ACPI_MAX_CPUS)
 		return -EINVAL;
 	memset(area, 0, ACPI_AREA_END - ACPI_RSDP_ADDR);
 	err = acpi_dsdt(area + (DSDT_ADDR - ACPI_RSDP_ADDR), DSDT_MAX, extra, &dsdt_len);

@@ -173,7 +173,7 @@ out:
 /* Loads an ELF64 x86-64 executable's PT_LOAD segments at their physical
  * addresses; sets *entry. Returns 1 if IMG is not ELF, 0 or -errno. */
 static int boot_load_elf(const struct guest_mem *mem, const uint8_t *img, size_t len,
-			 uint64_t *entry, char *err, size_t errlen)
+			 uint64_t *entry, uint64_t *end, char *err, size_t errlen)
 {
 	const Elf64_Ehdr *eh = (const void *)img;
 
@@ -199,6 +199,8 @@ static int boot_load_elf(const struct guest_mem *mem, const uint8_t *img, size_t
 			return -ENOEXEC;
 		}
 		memcpy(dst, img + ph->p_offset, ph->p_filesz);
+		if (ph->p_paddr + ph->p_memsz > *end)
+			*end = ph->p_paddr + ph->p_memsz;
 		memset(dst + ph->p_filesz, 0, ph->p_memsz - ph->p_filesz);
 		if (*entry >= ph->p_vaddr && *entry - ph->p_vaddr < ph->p_memsz)
 			*entry = *entry - ph->p_vaddr + ph->p_paddr;
@@ -310,7 +312,7 @@ int boot_load(const struct guest_mem *mem, const char *kernel, const char *initr
 	if (ret)
 		return ret;
 	memset(bp, 0, PAGE_SIZE);
-	ret = boot_load_elf(mem, img, len, &out->entry, err, errlen);
+	ret = boot_load_elf(mem, img, len, &out->entry, &kernel_end, err, errlen);
 	if (ret == 1) {
 		ret = boot_parse_bzimage(img, len, &h, err, errlen);
 		if (!ret)

@@ -1,6 +1,7 @@
 /* Command-line parsing for every vmm subcommand. Parsing never exits and
  * never prints: errors come back as one line naming the bad flag or value,
  * and main() decides what to print. */
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -25,10 +26,12 @@ int cli_parse_size(const char *s, uint64_t *out)
 	unsigned long long v;
 	unsigned shift = 0;
 
-	if (!s || !*s || *s == '-' || *s == '+')
+	if (!s || !isdigit((unsigned char)*s))
 		return -EINVAL;
 	errno = 0;
 	v = strtoull(s, &end, 10);
+	if (errno == ERANGE)
+		return -ERANGE;
 	if (errno || end == s)
 		return -EINVAL;
 	switch (*end) {
@@ -103,6 +106,17 @@ static int cli_disk(struct vmm_config *c, char *v, char *err, size_t errlen)
 	return 0;
 }
 
+/* A unicast MAC written as six pairs of hex digits separated by colons. */
+static bool cli_mac_ok(const char *m)
+{
+	if (strlen(m) != 17)
+		return false;
+	for (int i = 0; i < 17; i++)
+		if (i % 3 == 2 ? m[i] != ':' : !isxdigit((unsigned char)m[i]))
+			return false;
+	return !(strtoul(m, NULL, 16) & 1);
+}
+
 static int cli_net(struct vmm_config *c, char *v, char *err, size_t errlen)
 {
 	struct cli_net *n;
@@ -113,14 +127,9 @@ static int cli_net(struct vmm_config *c, char *v, char *err, size_t errlen)
 	n = &c->nets[c->nr_nets];
 	*n = (struct cli_net){ 0 };
 	while ((opt = strsep(&v, ","))) {
-		unsigned b[6];
-		char tail;
-
 		if (!strncmp(opt, "tap=", 4) && opt[4] && strlen(opt + 4) < 16)
 			n->tap = opt + 4;
-		else if (!strncmp(opt, "mac=", 4) &&
-			 sscanf(opt + 4, "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3],
-				&b[4], &b[5], &tail) == 6 && !(b[0] & 1))
+		else if (!strncmp(opt, "mac=", 4) && cli_mac_ok(opt + 4))
 			n->mac = opt + 4;
 		else
 			return cli_fail(err, errlen, "--net: bad option '%s' (want tap=NAME[,mac=MAC])",
@@ -228,6 +237,8 @@ static int cli_client_args(struct vmm_config *c, int argc, char **argv, char *er
 			if (!v || !*v)
 				return cli_fail(err, errlen, "option '--qmp' needs a value");
 			c->qmp = cli_strip_unix(v);
+			if (!*c->qmp)
+				return cli_fail(err, errlen, "option '--qmp' needs a socket path");
 			continue;
 		}
 		c->args[c->nr_args++] = argv[i];

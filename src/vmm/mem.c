@@ -1,6 +1,7 @@
 /* Guest RAM: a memfd mapped once, split into KVM regions around the 32-bit
  * PCI hole, and the single bounds-checked way to turn a GPA into a pointer. */
 #include <errno.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -90,4 +91,43 @@ int mem_write(const struct guest_mem *mem, uint64_t gpa, const void *buf, uint64
 uint64_t mem_low_end(const struct guest_mem *mem)
 {
 	return mem->nr_regions ? mem->regions[0].size : 0;
+}
+
+int64_t mem_gpa_page(const struct guest_mem *mem, uint64_t gpa)
+{
+	for (int i = 0; i < mem->nr_regions; i++) {
+		const struct mem_region *r = &mem->regions[i];
+
+		if (gpa >= r->gpa && gpa - r->gpa < r->size)
+			return (int64_t)((r->offset + (gpa - r->gpa)) / PAGE_SIZE);
+	}
+	return -1;
+}
+
+uint64_t mem_page_gpa(const struct guest_mem *mem, uint64_t page)
+{
+	uint64_t off = page * PAGE_SIZE;
+
+	for (int i = mem->nr_regions - 1; i >= 0; i--)
+		if (off >= mem->regions[i].offset)
+			return mem->regions[i].gpa + (off - mem->regions[i].offset);
+	return off;
+}
+
+void mem_mark_dirty(const struct guest_mem *mem, uint64_t gpa, uint64_t len)
+{
+	uint64_t *bm = atomic_load(&((struct guest_mem *)mem)->dirty);
+	uint64_t end;
+
+	if (!bm || len == 0 || gpa + len < gpa)
+		return;
+	end = gpa + len - 1;
+	for (uint64_t p = gpa & ~(PAGE_SIZE - 1); p <= end; p += PAGE_SIZE) {
+		int64_t idx = mem_gpa_page(mem, p);
+
+		if (idx >= 0)
+			__atomic_fetch_or(&bm[idx / 64], 1ULL << (idx % 64), __ATOMIC_RELAXED);
+		if (p + PAGE_SIZE < p)
+			break;
+	}
 }

@@ -323,7 +323,7 @@ static void server_reap(struct qmp_server *srv)
 	while (*pp) {
 		struct qmp_client *c = *pp;
 
-		if (c->dead && c->fd < 0) {
+		if (c->dead && !c->mem) {
 			*pp = c->next;
 			srv->nr_clients--;
 			client_free(c);
@@ -374,6 +374,7 @@ int qmp_server_attach(struct qmp_server *srv, int fd, struct qmp_client **out)
 		goto fail;
 	c->srv = srv;
 	c->fd = fd;
+	c->mem = fd < 0;
 	if (fd >= 0 && loop_add(srv->loop, fd, EPOLLIN, client_cb, c) < 0)
 		goto fail;
 	c->next = srv->clients;

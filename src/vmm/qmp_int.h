@@ -26,7 +26,8 @@ struct qmp_event {
 struct qmp_client {
 	struct qmp_server *srv;
 	struct qmp_client *next;
-	int fd;                  /* -1: in-memory client */
+	int fd;                  /* -1: in-memory or dropped */
+	bool mem;                /* in-memory: freed only with the server */
 	bool negotiated;
 	bool dead;               /* dropped; freed by server_reap() */
 	bool discarding;         /* skipping to '\n' after a parse error */

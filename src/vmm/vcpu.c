@@ -174,6 +174,19 @@ static bool vcpu_handle_exit(struct vcpu *v)
 	}
 }
 
+/* Completes the I/O of the last exit without running guest code: KVM_RUN
+ * with immediate_exit finishes pending PIO/MMIO and returns -EINTR. Needed
+ * before the vCPU's registers are read for migration. */
+static void vcpu_settle(void *arg)
+{
+	struct vcpu *v = arg;
+
+	v->run->immediate_exit = 1;
+	if (ioctl(v->fd, KVM_RUN, 0) == 0)
+		vcpu_handle_exit(v);
+	v->run->immediate_exit = 0;
+}
+
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *v = arg;
@@ -187,7 +200,7 @@ static void *vcpu_thread(void *arg)
 	for (;;) {
 		v->run->immediate_exit = 0;
 		__sync_synchronize();
-		if (!vm_vcpu_checkpoint(v->vm, &gen))
+		if (!vm_vcpu_checkpoint(v->vm, &gen, vcpu_settle, v))
 			break;
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN)

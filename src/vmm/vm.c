@@ -124,6 +124,9 @@ void vm_destroy(struct vm *vm)
 			vcpu_destroy(vm->vcpus[i]);
 	free(vm->vcpus);
 	vm->vcpus = NULL;
+	free(vm->devices);
+	vm->devices = NULL;
+	vm->nr_devices = 0;
 	mem_destroy(&vm->mem);
 	free(vm->cpuid);
 	vm->cpuid = NULL;
@@ -244,8 +247,9 @@ int vm_resume(struct vm *vm)
 	struct kvm_clock_data clock = { .clock = vm->clock_ns };
 
 	pthread_mutex_lock(&vm->lock);
-	if (vm->end != VM_END_NONE || vm->state != VM_PAUSED) {
-		int err = vm->end != VM_END_NONE ? -ESHUTDOWN : -EINVAL;
+	if (vm->end != VM_END_NONE || vm->state != VM_PAUSED || vm->phase != VM_PHASE_NORMAL) {
+		int err = vm->end != VM_END_NONE ? -ESHUTDOWN :
+			  vm->phase != VM_PHASE_NORMAL ? -EPERM : -EINVAL;
 
 		pthread_mutex_unlock(&vm->lock);
 		return err;
@@ -267,13 +271,38 @@ int vm_resume(struct vm *vm)
 	return 0;
 }
 
-bool vm_vcpu_checkpoint(struct vm *vm, unsigned *gen)
+void vm_set_phase(struct vm *vm, enum vm_phase phase)
 {
-	bool run;
+	pthread_mutex_lock(&vm->lock);
+	vm->phase = phase;
+	pthread_mutex_unlock(&vm->lock);
+}
+
+enum vm_phase vm_phase(struct vm *vm)
+{
+	enum vm_phase p;
+
+	pthread_mutex_lock(&vm->lock);
+	p = vm->phase;
+	pthread_mutex_unlock(&vm->lock);
+	return p;
+}
+
+bool vm_vcpu_checkpoint(struct vm *vm, unsigned *gen, void (*settle)(void *), void *arg)
+{
+	bool run, settled = false;
 
 	pthread_mutex_lock(&vm->lock);
 	while (vm->requested == VM_PAUSED) {
 		if (*gen != vm->pause_gen) {
+			if (settle && !settled) {
+				/* Finish the last exit's I/O before the state is read. */
+				pthread_mutex_unlock(&vm->lock);
+				settle(arg);
+				settled = true;
+				pthread_mutex_lock(&vm->lock);
+				continue;
+			}
 			*gen = vm->pause_gen;
 			vm->acked++;
 			pthread_cond_broadcast(&vm->cond);

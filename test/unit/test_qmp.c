@@ -565,12 +565,15 @@ static void test_oversize(void **state)
 	struct tcli *c = tc_ready(e), *other = tc_ready(e);
 	size_t n = QMP_MSG_MAX + 4096;
 	char *big = malloc(n + 64), *line;
+	struct json_object *r;
 
 	strcpy(big, "{\"execute\":\"stop\",\"id\":\"");
 	memset(big + strlen(big), 'a', n);
 	big[n] = '\0';
 	send(c->fd, big, strlen(big), MSG_NOSIGNAL);
-	expect_error(c, "", "GenericError", NULL);
+	r = tc_recv(c);
+	assert_string_equal(jstr(r, "error.class"), "GenericError");
+	json_object_put(r);
 	line = tc_line(c);
 	assert_null(line);                         /* then dropped */
 	expect_return(other, "{\"execute\":\"query-status\"}");
@@ -645,13 +648,33 @@ static void test_vanishing_client(void **state)
 	tc_close(c);                               /* gone before the reply */
 	expect_event(watcher, "STOP");
 	expect_return(watcher, "{\"execute\":\"query-status\"}");
-	for (int i = 0; i < 20; i++) {             /* half-written requests too */
+	for (int i = 0; i < 10; i++) {             /* half-written requests too */
 		c = tc_open(e);
 		tc_send(c, "{\"execute\":\"qmp_capabilities\"}{\"execute\":\"cont\"");
 		tc_close(c);
 	}
 	expect_return(watcher, "{\"execute\":\"query-status\"}");
 	tc_close(watcher);
+}
+
+static void test_client_limit(void **state)
+{
+	struct env *e = *state;
+	struct tcli *c[QMP_MAX_CLIENTS], *extra;
+	char *line;
+
+	for (int i = 0; i < QMP_MAX_CLIENTS; i++)
+		c[i] = tc_ready(e);
+	extra = tc_open(e);
+	line = tc_line(extra);
+	assert_null(line);                         /* closed without a greeting */
+	tc_close(extra);
+	tc_close(c[0]);
+	expect_return(c[1], "{\"execute\":\"query-status\"}");  /* c[0] reaped */
+	extra = tc_ready(e);
+	tc_close(extra);
+	for (int i = 1; i < QMP_MAX_CLIENTS; i++)
+		tc_close(c[i]);
 }
 
 static void test_socket_file(void **state)
@@ -729,6 +752,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_flood, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_two_clients_events, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_vanishing_client, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_client_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_socket_file, setup, teardown),
 		cmocka_unit_test(test_memory_client),
 	};

@@ -1,0 +1,23 @@
+/* Builds the machine's PCI devices from the config: the GSI router, the PCI
+ * host bridge (and its ACPI AML), one virtio-blk per --disk, one virtio-net
+ * per --net and one virtio-rng; registers each in the device registry and
+ * starts their I/O threads. One machine per process. */
+#ifndef VMM_DEVICES_H
+#define VMM_DEVICES_H
+
+#include "vmm/log.h"
+
+struct vm;
+struct vmm_config;
+struct acpi_extra;
+
+/* Creates everything on VM (before vCPUs start) and fills EXTRA with the AML
+ * for acpi_build; 0 or -errno with a message printed. */
+int devices_create(struct vm *vm, const struct vmm_config *cfg, struct acpi_extra *extra)
+	VMM_MUST_CHECK;
+/* Stops the I/O threads and releases the devices; call after the vCPUs
+ * have been joined and before vm_destroy (guest RAM must still be mapped).
+ * Safe if devices_create failed or never ran. */
+void devices_destroy(void);
+
+#endif

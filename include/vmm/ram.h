@@ -1,0 +1,69 @@
+/* Guest RAM for migration. Source: dirty tracking through KVM's dirty log
+ * (KVM_CLEAR_DIRTY_LOG with manual protect where the host has it) plus the
+ * pages devices wrote, and page passes that send what is dirty. Destination:
+ * validated page batches written into guest RAM. Page indexes are memfd
+ * page numbers (see mem_gpa_page). */
+#ifndef VMM_RAM_H
+#define VMM_RAM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "vmm/chan.h"
+#include "vmm/log.h"
+#include "vmm/stream.h"
+
+struct vm;
+
+struct ram_stats {
+	uint64_t duplicate;       /* zero pages sent as a flag */
+	uint64_t normal;          /* pages sent with data */
+	uint64_t bytes;           /* stream bytes of page frames */
+};
+
+/* Sender state; used by the migration thread only. */
+struct ram_tracker {
+	struct vm *vm;
+	bool manual_protect;      /* KVM_CLEAR_DIRTY_LOG available and enabled */
+	uint64_t npages;
+	uint64_t *dirty;          /* pages to send */
+	uint64_t *scratch;        /* one slot's KVM bitmap */
+	uint64_t *user;           /* published as vm->mem.dirty */
+	uint64_t max_bandwidth;   /* bytes/s, 0 = unlimited */
+	struct ram_stats stats;
+	struct stream_buf buf;
+	/* extent cache for memfd holes (never-touched pages) */
+	uint64_t ext_start, ext_end;
+	bool ext_data;
+	volatile bool *cancel;    /* set by another thread to stop a pass */
+};
+
+/* Starts dirty tracking on every RAM slot and marks all pages dirty;
+ * 0 or -errno. */
+int ram_track_start(struct ram_tracker *t, struct vm *vm) VMM_MUST_CHECK;
+/* Stops dirty tracking and frees the tracker. */
+void ram_track_stop(struct ram_tracker *t);
+/* Collects pages dirtied since the last sync into the send set; returns the
+ * number of pages now waiting to be sent, or -errno. */
+int64_t ram_sync(struct ram_tracker *t);
+/* Returns the number of pages waiting to be sent. */
+uint64_t ram_pending(const struct ram_tracker *t);
+/* Sends every waiting page over C in PAGES frames; 0 or -errno
+ * (-ECANCELED if *cancel was set). */
+int ram_send_pass(struct ram_tracker *t, struct chan *c) VMM_MUST_CHECK;
+
+/* Destination: written-page map so zero pages only touch RAM when needed. */
+struct ram_receiver {
+	struct vm *vm;
+	uint64_t *written;
+	uint64_t pages;
+};
+
+/* Prepares to receive into VM's RAM; 0 or -ENOMEM. */
+int ram_recv_init(struct ram_receiver *r, struct vm *vm) VMM_MUST_CHECK;
+/* Validates a whole PAGES payload, then writes it into guest RAM; 0 or
+ * -EBADMSG/-EFAULT (nothing written on a validation error). */
+int ram_recv_pages(struct ram_receiver *r, const void *payload, size_t len) VMM_MUST_CHECK;
+/* Frees the receiver. */
+void ram_recv_destroy(struct ram_receiver *r);
+
+#endif

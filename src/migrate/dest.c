@@ -1,0 +1,294 @@
+/* The incoming side of a live migration, run as its own thread: accept one
+ * connection, check the guest's shape, receive pages and state, validate and
+ * load everything into KVM, and only then answer READY; run the guest on GO.
+ * A failure ends this VMM with the reason; the source keeps its guest. */
+#include <errno.h>
+#include <linux/kvm.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+#include "migrate_int.h"
+#include "vmm/cpuid.h"
+#include "vmm/cpustate.h"
+#include "vmm/device.h"
+#include "vmm/ram.h"
+#include "vmm/shape.h"
+#include "vmm/vcpu.h"
+#include "vmm/vm.h"
+#include "vmm/vmstate.h"
+
+struct mig_dst {
+	struct migrate *m;
+	struct stream_buf buf;
+	struct stream_buf in;
+	struct ram_receiver ram;
+	struct cpu_state *cpus;
+	int ncpus;
+	struct vm_kvm_state ks;
+	bool have_ks;
+	bool loaded[DEVICE_MAX];
+	char err[256];
+};
+
+static int dst_fail(struct mig_dst *d, int ret, const char *fmt, ...) VMM_PRINTF(3, 4);
+static int dst_fail(struct mig_dst *d, int ret, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!d->err[0]) {
+		va_start(ap, fmt);
+		vsnprintf(d->err, sizeof(d->err), fmt, ap);
+		va_end(ap);
+	}
+	return ret ? ret : -EINVAL;
+}
+
+static int dst_accept(struct mig_dst *d)
+{
+	struct migrate *m = d->m;
+	int ret = chan_accept(&m->chan, m->listen_fd, -1);
+
+	pthread_mutex_lock(&m->lock);
+	close(m->listen_fd);      /* one migration per listener */
+	m->listen_fd = -1;
+	pthread_mutex_unlock(&m->lock);
+	if (ret)
+		return dst_fail(d, ret, "accepting the migration connection failed: %s",
+				strerror(-ret));
+	return 0;
+}
+
+/* Gives every vCPU the CPUID the guest was started with. */
+static int dst_apply_cpuid(struct mig_dst *d, const struct kvm_cpuid2 *base)
+{
+	struct vm *vm = d->m->vm;
+
+	for (int i = 0; i < vm->nr_vcpus; i++) {
+		struct kvm_cpuid2 *c = cpuid_for_vcpu(base, i, vm->nr_vcpus);
+		int ret = c && ioctl(vm->vcpus[i]->fd, KVM_SET_CPUID2, c) == 0 ? 0 : -EINVAL;
+
+		free(c);
+		if (ret)
+			return dst_fail(d, ret, "KVM here refuses the guest's CPUID");
+	}
+	return 0;
+}
+
+static int dst_refuse(struct mig_dst *d, int ret)
+{
+	if (stream_reason_put(&d->buf, STREAM_REFUSE, d->err) == 0 && mig_flush(d->m, &d->buf))
+		vmm_warn("could not tell the source why the guest was refused");
+	return ret;
+}
+
+static int dst_handshake(struct mig_dst *d)
+{
+	struct stream_frame f;
+	struct stream_reader r;
+	struct shape guest, here;
+	uint32_t version;
+	uint64_t caps;
+	int ret = mig_recv_ctl(d->m, &f, &d->in);
+
+	stream_reader_init(&r, d->in.data, d->in.len);
+	if (ret || f.type != STREAM_HELLO || stream_hello_parse(&r, &version, &caps))
+		return dst_fail(d, ret, "the peer is not a vmm migration source");
+	if (version != STREAM_VERSION)
+		return dst_refuse(d, dst_fail(d, -EPROTO, "stream version %u, this vmm speaks %u",
+					      version, STREAM_VERSION));
+	ret = stream_u64_put(&d->buf, STREAM_ACCEPT, 0) ?: mig_flush(d->m, &d->buf) ?:
+	      mig_recv_ctl(d->m, &f, &d->in);
+	stream_reader_init(&r, d->in.data, d->in.len);
+	if (ret || f.type != STREAM_SHAPE || shape_parse(&r, &guest))
+		return dst_fail(d, ret, "bad or missing guest shape");
+	ret = shape_of_vm(d->m->vm, &here);
+	if (!ret)
+		ret = shape_check(&guest, &here, d->m->vm->cpuid, d->err, sizeof(d->err));
+	if (!ret)
+		ret = dst_apply_cpuid(d, guest.cpuid);
+	shape_free(&guest);
+	shape_free(&here);
+	if (ret)
+		return dst_refuse(d, dst_fail(d, ret, "cannot host this guest"));
+	return stream_u64_put(&d->buf, STREAM_ACCEPT, 0) ?: mig_flush(d->m, &d->buf);
+}
+
+static int dst_device(struct mig_dst *d, struct stream_reader *r)
+{
+	char id[32];
+	struct device *dev;
+	int ret = stream_get_string(r, id, sizeof(id));
+
+	if (ret)
+		return dst_fail(d, ret, "malformed device section");
+	if (!strcmp(id, "kvm-vm")) {
+		ret = vmstate_load(&vm_kvm_state_vmsd, &d->ks, r, vm_kvm_state_vmsd.version_id);
+		d->have_ks = !ret;
+	} else if ((dev = device_find(d->m->vm, id)) && dev->ops->vmsd) {
+		ret = vmstate_load(dev->ops->vmsd, dev->ops->state(dev->opaque), r,
+				   dev->ops->vmsd->version_id);
+		d->loaded[dev - d->m->vm->devices] = !ret;
+	} else {
+		return dst_fail(d, -ENOENT, "state for unknown device '%s'", id);
+	}
+	if (ret)
+		return dst_fail(d, ret, "device %s: %s", id, vmstate_last_error());
+	return 0;
+}
+
+/* Receives frames until DONE. */
+static int dst_receive(struct mig_dst *d)
+{
+	struct migrate *m = d->m;
+
+	for (;;) {
+		struct stream_frame f;
+		struct stream_reader r;
+		int ret = chan_recv_frame(&m->chan, &f, &d->in, STREAM_MAX_PAYLOAD);
+		uint32_t pass;
+
+		if (ret)
+			return dst_fail(d, ret, "migration stream broken: %s", strerror(-ret));
+		stream_reader_init(&r, d->in.data, d->in.len);
+		switch (f.type) {
+		case STREAM_PASS_BEGIN:
+			if (stream_get_u32(&r, &pass))
+				return dst_fail(d, -EBADMSG, "malformed PASS_BEGIN");
+			pthread_mutex_lock(&m->lock);
+			m->info.pass = pass;
+			pthread_mutex_unlock(&m->lock);
+			break;
+		case STREAM_PASS_END:
+			break;
+		case STREAM_PAGES:
+			ret = ram_recv_pages(&d->ram, d->in.data, d->in.len);
+			if (ret)
+				return dst_fail(d, ret, "bad page batch: %s", strerror(-ret));
+			break;
+		case STREAM_CPU:
+			if (d->ncpus == m->vm->nr_vcpus)
+				return dst_fail(d, -EBADMSG, "more vCPU states than vCPUs");
+			ret = vmstate_load(&cpu_state_vmsd, &d->cpus[d->ncpus], &r,
+					   cpu_state_vmsd.version_id);
+			if (ret)
+				return dst_fail(d, ret, "vCPU %d: %s", d->ncpus, vmstate_last_error());
+			d->ncpus++;
+			break;
+		case STREAM_DEVICE:
+			ret = dst_device(d, &r);
+			if (ret)
+				return ret;
+			break;
+		case STREAM_DONE:
+			return 0;
+		case STREAM_CANCEL:
+			return dst_fail(d, -ECANCELED, "the source cancelled the migration");
+		default:
+			return dst_fail(d, -EPROTO, "unexpected frame type %u", f.type);
+		}
+	}
+}
+
+/* Loads everything received into KVM and the devices; nothing runs yet. */
+static int dst_apply(struct mig_dst *d)
+{
+	struct vm *vm = d->m->vm;
+	int ret;
+
+	if (d->ncpus != vm->nr_vcpus || !d->have_ks)
+		return dst_fail(d, -EBADMSG, "state incomplete: %d of %d vCPUs%s", d->ncpus,
+				vm->nr_vcpus, d->have_ks ? "" : ", no in-kernel device state");
+	for (int i = 0; i < device_count(vm); i++) {
+		struct device *dev = device_get(vm, i);
+
+		if (dev->ops->vmsd && !d->loaded[i])
+			return dst_fail(d, -EBADMSG, "no state for device %s", dev->id);
+	}
+	ret = vmstate_kvm_load(vm, &d->ks, d->err, sizeof(d->err));
+	for (int i = 0; !ret && i < vm->nr_vcpus; i++)
+		ret = cpustate_load(vm->vcpus[i], &d->cpus[i], d->err, sizeof(d->err));
+	for (int i = 0; !ret && i < device_count(vm); i++) {
+		struct device *dev = device_get(vm, i);
+
+		if (dev->ops->apply_state)
+			ret = dev->ops->apply_state(dev->opaque);
+		if (ret)
+			return dst_fail(d, ret, "device %s refused its state", dev->id);
+	}
+	return ret ? dst_fail(d, ret, "loading state into KVM failed") : 0;
+}
+
+/* READY, then GO from the source, then the guest runs here. */
+static int dst_handoff(struct mig_dst *d)
+{
+	struct migrate *m = d->m;
+	struct kvm_clock_data clock = { .clock = m->vm->clock_ns };
+	struct stream_frame f;
+	int ret = stream_frame_put(&d->buf, STREAM_READY, NULL, 0) ?: mig_flush(m, &d->buf);
+
+	if (ret)
+		return dst_fail(d, ret, "source gone before READY: %s", strerror(-ret));
+	if (getenv("VMM_TEST_DIE_AFTER_READY"))
+		_exit(3);   /* fault-injection hook for the migration tests */
+	m->chan.timeout_ms = MIG_READY_TIMEOUT_MS;
+	ret = mig_recv_ctl(m, &f, &d->in);
+	if (ret || f.type != STREAM_GO)
+		return dst_fail(d, ret, "no GO from the source (%s): the guest stays there",
+				ret ? strerror(-ret) : "unexpected frame");
+	ret = stream_frame_put(&d->buf, STREAM_STARTED, NULL, 0) ?: mig_flush(m, &d->buf);
+	if (ret)
+		vmm_warn("could not confirm the start to the source: %s", strerror(-ret));
+	if (clock.clock && ioctl(m->vm->vm_fd, KVM_SET_CLOCK, &clock) < 0)
+		vmm_warn("KVM_SET_CLOCK failed: %s", strerror(errno));
+	vm_set_phase(m->vm, VM_PHASE_NORMAL);
+	ret = vm_start(m->vm);
+	return ret ? dst_fail(d, ret, "cannot start the vCPUs") : 0;
+}
+
+void *mig_dest_thread(void *arg)
+{
+	struct migrate *m = arg;
+	struct mig_dst *d = calloc(1, sizeof(*d));
+	int ret = -ENOMEM;
+
+	if (d) {
+		d->m = m;
+		stream_buf_init(&d->buf);
+		stream_buf_init(&d->in);
+		d->cpus = calloc((size_t)m->vm->nr_vcpus, sizeof(*d->cpus));
+		ret = d->cpus ? ram_recv_init(&d->ram, m->vm) : -ENOMEM;
+	}
+	if (!ret)
+		ret = dst_accept(d);
+	if (!ret) {
+		mig_set_status(m, MIG_ACTIVE, NULL);
+		ret = dst_handshake(d) ?: dst_receive(d) ?: dst_apply(d);
+		if (ret && stream_reason_put(&d->buf, STREAM_FAIL, d->err) == 0 &&
+		    mig_flush(m, &d->buf))
+			vmm_warn("could not tell the source why the migration failed");
+	}
+	if (!ret)
+		ret = dst_handoff(d);
+	pthread_mutex_lock(&m->lock);
+	chan_close(&m->chan);
+	m->busy = false;
+	m->info.total_ms = (mig_now_ns() - m->start_ns) / 1000000;
+	pthread_mutex_unlock(&m->lock);
+	mig_set_status(m, ret ? MIG_FAILED : MIG_COMPLETED, ret ? (d ? d->err : "out of memory") : NULL);
+	if (ret)
+		vm_end(m->vm, VM_END_ERROR, "incoming migration failed: %s",
+		       d && d->err[0] ? d->err : strerror(-ret));
+	else
+		vmm_info("incoming migration completed; the guest runs here");
+	if (d) {
+		ram_recv_destroy(&d->ram);
+		free(d->cpus);
+		stream_buf_free(&d->buf);
+		stream_buf_free(&d->in);
+	}
+	free(d);
+	return NULL;
+}

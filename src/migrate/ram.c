@@ -1,0 +1,297 @@
+/* RAM passes for migration: dirty tracking on the source (KVM dirty log plus
+ * device writes) and page batches in both directions. A page's dirty bit is
+ * cleared in KVM before its contents are copied, so a write that races the
+ * copy is caught by the next pass. */
+#include <errno.h>
+#include <linux/kvm.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <time.h>
+#include <unistd.h>
+#include "vmm/ram.h"
+#include "vmm/vm.h"
+
+#define RAM_BATCH STREAM_PAGES_PER_BATCH
+
+static int ram_set_logging(struct vm *vm, bool on)
+{
+	for (int i = 0; i < vm->mem.nr_regions; i++) {
+		const struct mem_region *r = &vm->mem.regions[i];
+		struct kvm_userspace_memory_region kr = {
+			.slot = (uint32_t)i, .guest_phys_addr = r->gpa, .memory_size = r->size,
+			.userspace_addr = (uint64_t)(uintptr_t)r->host,
+			.flags = on ? KVM_MEM_LOG_DIRTY_PAGES : 0,
+		};
+
+		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &kr) < 0)
+			return -errno;
+	}
+	return 0;
+}
+
+static void ram_enable_manual_protect(struct ram_tracker *t)
+{
+	int caps = ioctl(t->vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2);
+	struct kvm_enable_cap cap = { .cap = KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 };
+
+	if (caps <= 0)
+		return;
+	cap.args[0] = KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE;
+	if (caps & KVM_DIRTY_LOG_INITIALLY_SET)
+		cap.args[0] |= KVM_DIRTY_LOG_INITIALLY_SET;
+	t->manual_protect = ioctl(t->vm->vm_fd, KVM_ENABLE_CAP, &cap) == 0;
+}
+
+int ram_track_start(struct ram_tracker *t, struct vm *vm)
+{
+	size_t words;
+	int err;
+
+	memset(t, 0, sizeof(*t));
+	t->vm = vm;
+	t->npages = vm->mem.size / PAGE_SIZE;
+	words = (t->npages + 63) / 64;
+	t->dirty = calloc(words, 8);
+	t->scratch = calloc(words, 8);
+	t->user = calloc(words, 8);
+	stream_buf_init(&t->buf);
+	if (!t->dirty || !t->scratch || !t->user) {
+		ram_track_stop(t);
+		return -ENOMEM;
+	}
+	memset(t->dirty, 0xFF, words * 8);
+	if (t->npages % 64)
+		t->dirty[words - 1] = (1ULL << (t->npages % 64)) - 1;
+	ram_enable_manual_protect(t);
+	err = ram_set_logging(vm, true);
+	if (err) {
+		ram_track_stop(t);
+		return err;
+	}
+	atomic_store(&vm->mem.dirty, t->user);
+	return 0;
+}
+
+void ram_track_stop(struct ram_tracker *t)
+{
+	if (t->vm) {
+		atomic_store(&t->vm->mem.dirty, NULL);
+		if (ram_set_logging(t->vm, false))
+			vmm_warn("cannot turn dirty logging off");
+	}
+	free(t->dirty);
+	free(t->scratch);
+	free(t->user);
+	stream_buf_free(&t->buf);
+	t->dirty = t->scratch = t->user = NULL;
+	t->vm = NULL;
+}
+
+uint64_t ram_pending(const struct ram_tracker *t)
+{
+	uint64_t n = 0;
+
+	for (uint64_t w = 0; w < (t->npages + 63) / 64; w++)
+		n += (uint64_t)__builtin_popcountll(t->dirty[w]);
+	return n;
+}
+
+int64_t ram_sync(struct ram_tracker *t)
+{
+	struct guest_mem *mem = &t->vm->mem;
+
+	for (int i = 0; i < mem->nr_regions; i++) {
+		const struct mem_region *r = &mem->regions[i];
+		uint64_t first = r->offset / PAGE_SIZE, n = r->size / PAGE_SIZE;
+		struct kvm_dirty_log log = { .slot = (uint32_t)i, .dirty_bitmap = t->scratch };
+
+		memset(t->scratch, 0, (n + 63) / 64 * 8);
+		if (ioctl(t->vm->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0)
+			return -errno;
+		/* Region offsets are 2 MiB-aligned, so words line up. */
+		for (uint64_t w = 0; w < (n + 63) / 64; w++)
+			t->dirty[first / 64 + w] |= t->scratch[w];
+	}
+	for (uint64_t w = 0; w < (t->npages + 63) / 64; w++)
+		t->dirty[w] |= atomic_exchange_explicit((_Atomic uint64_t *)&t->user[w], 0,
+							memory_order_relaxed);
+	return (int64_t)ram_pending(t);
+}
+
+/* True if memfd page OFF has ever been written (is not a hole). */
+static bool ram_page_present(struct ram_tracker *t, uint64_t off)
+{
+	int fd = t->vm->mem.fd;
+	off_t d, h;
+
+	if (off >= t->ext_start && off < t->ext_end)
+		return t->ext_data;
+	d = lseek(fd, (off_t)off, SEEK_DATA);
+	if (d < 0 || (uint64_t)d > off) {
+		t->ext_start = off;
+		t->ext_end = d < 0 ? t->vm->mem.size : (uint64_t)d;
+		t->ext_data = false;
+	} else {
+		h = lseek(fd, (off_t)off, SEEK_HOLE);
+		t->ext_start = off;
+		t->ext_end = h < 0 ? off + PAGE_SIZE : (uint64_t)h;
+		t->ext_data = true;
+	}
+	return t->ext_data;
+}
+
+static uint64_t ram_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* Encodes the dirty pages of words [w0, w1) into one PAGES frame. */
+static int ram_encode(struct ram_tracker *t, uint64_t w0, uint64_t w1)
+{
+	struct stream_page_batch pb;
+	struct guest_mem *mem = &t->vm->mem;
+	int err;
+
+	t->ext_start = t->ext_end = 0;
+	stream_buf_reset(&t->buf);
+	err = stream_pages_begin(&t->buf, &pb);
+	for (uint64_t w = w0; !err && w < w1; w++) {
+		uint64_t bits = t->dirty[w];
+
+		t->dirty[w] = 0;
+		while (bits && !err) {
+			uint64_t page = w * 64 + (uint64_t)__builtin_ctzll(bits);
+			uint64_t off = page * PAGE_SIZE;
+
+			bits &= bits - 1;
+			err = stream_pages_add(&t->buf, &pb, mem_page_gpa(mem, page),
+					       ram_page_present(t, off) ? mem->base + off : NULL);
+		}
+	}
+	if (!err)
+		err = stream_pages_end(&t->buf, &pb);
+	t->stats.duplicate += pb.zero;
+	t->stats.normal += pb.normal;
+	return err;
+}
+
+/* Re-protects the dirty pages of words [w0, w1) of slot SLOT before they are
+ * copied (manual-protect mode only). */
+static int ram_clear(struct ram_tracker *t, int slot, uint64_t w0, uint64_t w1)
+{
+	const struct mem_region *r = &t->vm->mem.regions[slot];
+	uint64_t first = w0 * 64 - r->offset / PAGE_SIZE, n = r->size / PAGE_SIZE;
+	struct kvm_clear_dirty_log c = {
+		.slot = (uint32_t)slot, .first_page = first,
+		.num_pages = (uint32_t)((w1 - w0) * 64 < n - first ? (w1 - w0) * 64 : n - first),
+		.dirty_bitmap = &t->dirty[w0],
+	};
+
+	if (!t->manual_protect)
+		return 0;
+	return ioctl(t->vm->vm_fd, KVM_CLEAR_DIRTY_LOG, &c) < 0 ? -errno : 0;
+}
+
+/* Sleeps as needed so the pass stays under max_bandwidth, batch by batch. */
+static void ram_throttle(struct ram_tracker *t, uint64_t start_ns, uint64_t bytes)
+{
+	uint64_t due, now = ram_now_ns();
+
+	if (!t->max_bandwidth)
+		return;
+	due = start_ns + bytes * 1000000000ULL / t->max_bandwidth;
+	if (due > now) {
+		struct timespec ts = { (time_t)((due - now) / 1000000000ULL),
+				       (long)((due - now) % 1000000000ULL) };
+
+		nanosleep(&ts, NULL);
+	}
+}
+
+int ram_send_pass(struct ram_tracker *t, struct chan *c)
+{
+	struct guest_mem *mem = &t->vm->mem;
+	uint64_t start = ram_now_ns(), sent = 0;
+
+	for (int s = 0; s < mem->nr_regions; s++) {
+		uint64_t w = mem->regions[s].offset / PAGE_SIZE / 64;
+		uint64_t wend = w + mem->regions[s].size / PAGE_SIZE / 64;
+
+		while (w < wend) {
+			uint64_t w0, count = 0;
+			int err;
+
+			while (w < wend && !t->dirty[w])
+				w++;
+			for (w0 = w; w < wend && count < RAM_BATCH; w++)
+				count += (uint64_t)__builtin_popcountll(t->dirty[w]);
+			if (!count)
+				break;
+			if (t->cancel && *t->cancel)
+				return -ECANCELED;
+			err = ram_clear(t, s, w0, w);
+			if (!err)
+				err = ram_encode(t, w0, w);
+			if (!err)
+				err = chan_send(c, t->buf.data, t->buf.len);
+			if (err)
+				return err;
+			t->stats.bytes += t->buf.len;
+			sent += t->buf.len;
+			ram_throttle(t, start, sent);
+		}
+	}
+	return 0;
+}
+
+int ram_recv_init(struct ram_receiver *r, struct vm *vm)
+{
+	r->vm = vm;
+	r->pages = vm->mem.size / PAGE_SIZE;
+	r->written = calloc((r->pages + 63) / 64, 8);
+	return r->written ? 0 : -ENOMEM;
+}
+
+void ram_recv_destroy(struct ram_receiver *r)
+{
+	free(r->written);
+	r->written = NULL;
+}
+
+static int ram_check_gpa(void *opaque, uint64_t gpa, uint64_t len)
+{
+	struct ram_receiver *r = opaque;
+
+	return mem_gpa_ptr(&r->vm->mem, gpa, len) ? 0 : -EFAULT;
+}
+
+int ram_recv_pages(struct ram_receiver *r, const void *payload, size_t len)
+{
+	struct stream_page_iter it;
+	struct stream_page pg;
+	int ret = stream_pages_iter_init(&it, payload, len, ram_check_gpa, r);
+
+	if (ret)
+		return ret;
+	while ((ret = stream_pages_next(&it, &pg)) == 1) {
+		uint8_t *dst = mem_gpa_ptr(&r->vm->mem, pg.gpa, PAGE_SIZE);
+		int64_t idx = mem_gpa_page(&r->vm->mem, pg.gpa);
+		uint64_t bit = 1ULL << (idx % 64);
+
+		if (!dst || idx < 0)
+			return -EFAULT;
+		if (pg.data) {
+			memcpy(dst, pg.data, PAGE_SIZE);
+			r->written[idx / 64] |= bit;
+		} else if (r->written[idx / 64] & bit) {
+			memset(dst, 0, PAGE_SIZE);
+			r->written[idx / 64] &= ~bit;
+		}
+	}
+	return ret;
+}

@@ -1,0 +1,390 @@
+/* The outgoing side of a live migration, run as its own thread: handshake,
+ * pre-copy passes until the rest fits the downtime limit (or stops
+ * shrinking, or hits the cap), then pause, final pages, vCPU, KVM and device
+ * state, and the READY/GO handoff. Any failure before GO resumes the guest. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "migrate_int.h"
+#include "vmm/cpustate.h"
+#include "vmm/device.h"
+#include "vmm/ram.h"
+#include "vmm/shape.h"
+#include "vmm/vcpu.h"
+#include "vmm/vm.h"
+#include "vmm/vmstate.h"
+
+#define MIG_STATE_ESTIMATE (64 << 10)   /* vCPU+device bytes, before measured */
+#define MIG_HANDOFF_MS 5                /* READY/GO round trips, estimated */
+
+struct mig_src {
+	struct migrate *m;
+	struct stream_buf buf;
+	struct stream_buf in;
+	struct ram_tracker ram;
+	bool tracking, paused;
+	char err[256];
+	uint64_t pause_ns;
+	double bw;                /* measured bytes/s */
+	uint32_t msrs[CPU_MAX_MSRS];
+	int nmsrs;
+};
+
+/* Reads the answer to HELLO or SHAPE: ACCEPT, or REFUSE with a reason. */
+static int src_expect_accept(struct mig_src *s, const char *what)
+{
+	struct stream_frame f;
+	struct stream_reader r;
+	char reason[STREAM_REASON_MAX];
+	int ret = mig_recv_ctl(s->m, &f, &s->in);
+
+	if (ret) {
+		snprintf(s->err, sizeof(s->err), "no answer to %s: %s", what, strerror(-ret));
+		return ret;
+	}
+	stream_reader_init(&r, s->in.data, s->in.len);
+	if (f.type == STREAM_ACCEPT)
+		return 0;
+	if (f.type == STREAM_REFUSE && stream_reason_parse(&r, reason, sizeof(reason)) == 0) {
+		snprintf(s->err, sizeof(s->err), "destination refused the guest: %.200s", reason);
+		return -EPERM;
+	}
+	snprintf(s->err, sizeof(s->err), "unexpected frame %u in answer to %s", f.type, what);
+	return -EPROTO;
+}
+
+static int src_handshake(struct mig_src *s)
+{
+	struct shape shape;
+	int ret = chan_connect(&s->m->chan, s->m->uri, MIG_CONNECT_TIMEOUT_MS, s->err,
+			       sizeof(s->err));
+
+	if (ret)
+		return ret;
+	ret = stream_hello_put(&s->buf, 0) ?: mig_flush(s->m, &s->buf);
+	if (!ret)
+		ret = src_expect_accept(s, "HELLO");
+	if (ret)
+		return ret;
+	ret = shape_of_vm(s->m->vm, &shape);
+	if (!ret)
+		ret = shape_put(&s->buf, &shape) ?: mig_flush(s->m, &s->buf);
+	shape_free(&shape);
+	if (!ret)
+		ret = src_expect_accept(s, "the guest's shape");
+	return ret;
+}
+
+static void src_stats(struct mig_src *s, uint32_t pass, uint64_t remaining, uint64_t rate,
+		      uint64_t expected_ms)
+{
+	struct migrate_info *i = &s->m->info;
+
+	pthread_mutex_lock(&s->m->lock);
+	i->pass = pass;
+	i->transferred = s->m->chan.sent;
+	i->remaining = remaining * PAGE_SIZE;
+	i->total = s->m->vm->mem.size;
+	i->duplicate = s->ram.stats.duplicate;
+	i->normal = s->ram.stats.normal;
+	i->normal_bytes = s->ram.stats.normal * PAGE_SIZE;
+	i->dirty_sync_count = pass;
+	i->dirty_pages_rate = rate;
+	i->mbps = s->bw * 8 / 1e6;
+	i->pages_per_second = (uint64_t)(s->bw / (PAGE_SIZE + 8));
+	i->expected_downtime_ms = expected_ms;
+	pthread_mutex_unlock(&s->m->lock);
+}
+
+/* Sends one pass of whatever is dirty; measures the bandwidth. */
+static int src_pass(struct mig_src *s, uint32_t pass)
+{
+	uint64_t t0 = mig_now_ns(), b0 = s->m->chan.sent, dt;
+	int ret = stream_u32_put(&s->buf, STREAM_PASS_BEGIN, pass) ?: mig_flush(s->m, &s->buf);
+
+	if (!ret)
+		ret = ram_send_pass(&s->ram, &s->m->chan);
+	if (!ret)
+		ret = stream_u32_put(&s->buf, STREAM_PASS_END, pass) ?: mig_flush(s->m, &s->buf);
+	dt = mig_now_ns() - t0;
+	if (!ret && dt > 1000000 && s->m->chan.sent - b0 > (1 << 20))
+		s->bw = (double)(s->m->chan.sent - b0) * 1e9 / (double)dt;
+	return ret;
+}
+
+/* Time to send PAGES dirty pages plus the state at the measured bandwidth. */
+static uint64_t src_expected_ms(struct mig_src *s, uint64_t pages)
+{
+	double bytes = (double)pages * (PAGE_SIZE + 8) + MIG_STATE_ESTIMATE;
+
+	return (uint64_t)(bytes * 1000 / (s->bw > 0 ? s->bw : 100e6)) + MIG_HANDOFF_MS;
+}
+
+/* Pre-copy: passes while the guest runs, until the rest fits the downtime
+ * limit, the dirty set stops shrinking (the Xen rule), or the cap. */
+static int src_precopy(struct mig_src *s, uint32_t *last)
+{
+	uint64_t prev = UINT64_MAX;
+	int stalls = 0;
+
+	for (uint32_t pass = 1;; pass++) {
+		struct migrate_params p;
+		uint64_t t0 = mig_now_ns(), exp, rate;
+		int64_t pending;
+		int ret;
+
+		migrate_get_params(s->m, &p);
+		s->ram.max_bandwidth = p.max_bandwidth;
+		if (s->m->listener.pass)
+			s->m->listener.pass(s->m->listener.opaque, pass);
+		ret = src_pass(s, pass);
+		if (ret)
+			return ret;
+		pending = ram_sync(&s->ram);
+		if (pending < 0)
+			return (int)pending;
+		rate = (uint64_t)pending * 1000000000ULL / (mig_now_ns() - t0 + 1);
+		exp = src_expected_ms(s, (uint64_t)pending);
+		src_stats(s, pass, (uint64_t)pending, rate, exp);
+		*last = pass;
+		if (exp <= p.downtime_limit_ms)
+			return 0;
+		stalls = (uint64_t)pending >= prev ? stalls + 1 : 0;
+		prev = (uint64_t)pending;
+		if ((stalls >= 2 || pass >= p.max_passes) && p.switchover_on_stall)
+			return 0;
+		if (s->m->cancel)
+			return -ECANCELED;
+	}
+}
+
+static int src_put_cpus(struct mig_src *s)
+{
+	struct vm *vm = s->m->vm;
+	struct cpu_state *cs = malloc(sizeof(*cs));
+	struct vm_kvm_state ks;
+	size_t fr;
+	int ret = cs ? 0 : -ENOMEM;
+
+	for (int i = 0; !ret && i < vm->nr_vcpus; i++) {
+		ret = cpustate_save(vm->vcpus[i], s->msrs, s->nmsrs, cs);
+		if (!ret)
+			ret = stream_frame_begin(&s->buf, STREAM_CPU, 0, &fr) ?:
+			      vmstate_save(&cpu_state_vmsd, cs, &s->buf) ?:
+			      stream_frame_end(&s->buf, fr);
+	}
+	free(cs);
+	if (!ret)
+		ret = vmstate_kvm_save(vm, &ks);
+	if (!ret)
+		ret = stream_frame_begin(&s->buf, STREAM_DEVICE, 0, &fr) ?:
+		      stream_buf_put_string(&s->buf, "kvm-vm") ?:
+		      vmstate_save(&vm_kvm_state_vmsd, &ks, &s->buf) ?:
+		      stream_frame_end(&s->buf, fr);
+	if (ret)
+		snprintf(s->err, sizeof(s->err), "cannot read the vCPU state: %s", strerror(-ret));
+	return ret ?: mig_flush(s->m, &s->buf);
+}
+
+static int src_put_devices(struct mig_src *s)
+{
+	struct vm *vm = s->m->vm;
+	int ret = 0;
+
+	for (int i = 0; !ret && i < device_count(vm); i++) {
+		struct device *d = device_get(vm, i);
+		size_t fr;
+
+		if (!d->ops->vmsd)
+			continue;
+		if (d->ops->sync_state)
+			ret = d->ops->sync_state(d->opaque);
+		if (!ret)
+			ret = stream_frame_begin(&s->buf, STREAM_DEVICE, 0, &fr) ?:
+			      stream_buf_put_string(&s->buf, d->id) ?:
+			      vmstate_save(d->ops->vmsd, d->ops->state(d->opaque), &s->buf) ?:
+			      stream_frame_end(&s->buf, fr);
+		if (ret)
+			snprintf(s->err, sizeof(s->err), "cannot save device %s: %s", d->id,
+				 strerror(-ret));
+	}
+	return ret ?: mig_flush(s->m, &s->buf);
+}
+
+/* Stop-and-copy: pause, last pages, vCPU/KVM state, device state, DONE. */
+static int src_final(struct mig_src *s, uint32_t pass)
+{
+	struct migrate_info *i = &s->m->info;
+	uint64_t t_ram, t_cpu;
+	int ret;
+
+	mig_set_status(s->m, MIG_DEVICE, NULL);
+	s->pause_ns = mig_now_ns();
+	ret = vm_pause(s->m->vm);
+	if (ret) {
+		snprintf(s->err, sizeof(s->err), "the guest ended during migration");
+		return ret;
+	}
+	s->paused = true;
+	ret = ram_sync(&s->ram) < 0 ? -EIO : src_pass(s, pass);
+	t_ram = mig_now_ns();
+	if (!ret)
+		ret = src_put_cpus(s);
+	t_cpu = mig_now_ns();
+	if (!ret)
+		ret = src_put_devices(s);
+	if (!ret)
+		ret = stream_frame_put(&s->buf, STREAM_DONE, NULL, 0) ?: mig_flush(s->m, &s->buf);
+	pthread_mutex_lock(&s->m->lock);
+	i->down_ram_ms = (t_ram - s->pause_ns) / 1000000;
+	i->down_cpu_ms = (t_cpu - t_ram) / 1000000;
+	i->down_dev_ms = (mig_now_ns() - t_cpu) / 1000000;
+	pthread_mutex_unlock(&s->m->lock);
+	src_stats(s, pass, 0, 0, i->expected_downtime_ms);
+	return ret;
+}
+
+/* Waits for one frame of type WANT; FAIL/CANCEL carry the peer's reason. */
+static int src_expect(struct mig_src *s, uint32_t want, const char *what)
+{
+	struct stream_frame f;
+	struct stream_reader r;
+	char reason[STREAM_REASON_MAX];
+	int ret = mig_recv_ctl(s->m, &f, &s->in);
+
+	if (ret) {
+		snprintf(s->err, sizeof(s->err), "destination gone while waiting for %s: %s", what,
+			 strerror(-ret));
+		return ret;
+	}
+	if (f.type == want)
+		return 0;
+	stream_reader_init(&r, s->in.data, s->in.len);
+	if ((f.type == STREAM_FAIL || f.type == STREAM_CANCEL) &&
+	    stream_reason_parse(&r, reason, sizeof(reason)) == 0) {
+		snprintf(s->err, sizeof(s->err), "destination could not take the guest: %.200s", reason);
+		return -EPERM;
+	}
+	snprintf(s->err, sizeof(s->err), "unexpected frame %u while waiting for %s", f.type, what);
+	return -EPROTO;
+}
+
+/* READY/GO/STARTED. Returns 0 when the destination runs the guest, 1 when
+ * the outcome is unknown (keep the guest paused here), -errno when the
+ * guest must resume here. */
+static int src_handoff(struct mig_src *s)
+{
+	struct migrate *m = s->m;
+	int ret;
+
+	m->chan.timeout_ms = MIG_READY_TIMEOUT_MS;
+	ret = src_expect(s, STREAM_READY, "READY");
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&m->lock);
+	m->handoff = !m->cancel;
+	pthread_mutex_unlock(&m->lock);
+	if (!m->handoff)
+		return -ECANCELED;
+	/* From here on the guest must not run in two places. */
+	vm_set_phase(m->vm, VM_PHASE_POSTMIGRATE);
+	ret = stream_frame_put(&s->buf, STREAM_GO, NULL, 0) ?: mig_flush(m, &s->buf);
+	if (!ret)
+		ret = src_expect(s, STREAM_STARTED, "STARTED");
+	if (!ret)
+		return 0;
+	if (ret == -ETIMEDOUT) {
+		snprintf(s->err, sizeof(s->err), "no word from the destination after GO: the guest "
+			 "may be running there, so it stays paused here ('cont' resumes it)");
+		vm_set_phase(m->vm, VM_PHASE_NORMAL);
+		return 1;
+	}
+	/* The connection broke before STARTED: the destination died before it
+	 * could run the guest, which therefore resumes here. */
+	vm_set_phase(m->vm, VM_PHASE_NORMAL);
+	return ret;
+}
+
+static void src_finish(struct mig_src *s, int ret)
+{
+	struct migrate *m = s->m;
+	struct migrate_info *i = &m->info;
+	enum migrate_status st = MIG_COMPLETED;
+
+	if (s->tracking)
+		ram_track_stop(&s->ram);
+	if (ret < 0 && s->paused && vm_resume(m->vm))
+		vmm_warn("could not resume the guest after a failed migration");
+	pthread_mutex_lock(&m->lock);
+	i->total_ms = (mig_now_ns() - m->start_ns) / 1000000;
+	if (ret == 0) {
+		i->downtime_ms = (mig_now_ns() - s->pause_ns) / 1000000;
+		i->down_handoff_ms = i->downtime_ms - i->down_ram_ms - i->down_cpu_ms - i->down_dev_ms;
+		i->remaining = 0;
+	}
+	if (m->cancel && ret < 0) {
+		st = MIG_CANCELLED;
+		snprintf(s->err, sizeof(s->err), "migration cancelled");
+	} else if (ret) {
+		st = MIG_FAILED;
+	}
+	chan_close(&m->chan);
+	m->busy = false;
+	m->handoff = false;
+	pthread_mutex_unlock(&m->lock);
+	stream_buf_free(&s->buf);
+	stream_buf_free(&s->in);
+	if (ret == 0)
+		vmm_info("migration completed: downtime %llu ms, total %llu ms, %llu MiB sent",
+			 (unsigned long long)i->downtime_ms, (unsigned long long)i->total_ms,
+			 (unsigned long long)(i->transferred >> 20));
+	else
+		vmm_warn("migration %s: %s", st == MIG_CANCELLED ? "cancelled" : "failed", s->err);
+	mig_set_status(m, st, ret ? s->err : NULL);
+}
+
+void *mig_source_thread(void *arg)
+{
+	struct mig_src *s = calloc(1, sizeof(*s));
+	struct migrate *m = arg;
+	uint32_t pass = 0;
+	int ret;
+
+	if (!s) {
+		pthread_mutex_lock(&m->lock);
+		m->busy = false;
+		pthread_mutex_unlock(&m->lock);
+		mig_set_status(m, MIG_FAILED, "out of memory");
+		return NULL;
+	}
+	s->m = m;
+	stream_buf_init(&s->buf);
+	stream_buf_init(&s->in);
+	ret = src_handshake(s);
+	if (!ret) {
+		s->nmsrs = cpustate_msr_list(m->vm, s->msrs);
+		ret = s->nmsrs < 0 ? s->nmsrs : ram_track_start(&s->ram, m->vm);
+		s->tracking = !ret;
+		s->ram.cancel = &m->cancel;
+		pthread_mutex_lock(&m->lock);
+		m->info.setup_ms = (mig_now_ns() - m->start_ns) / 1000000;
+		pthread_mutex_unlock(&m->lock);
+		if (ret)
+			snprintf(s->err, sizeof(s->err), "cannot start dirty tracking: %s",
+				 strerror(-ret));
+	}
+	if (!ret) {
+		mig_set_status(m, MIG_ACTIVE, NULL);
+		ret = src_precopy(s, &pass);
+	}
+	if (!ret)
+		ret = src_final(s, pass + 1);
+	if (!ret)
+		ret = src_handoff(s);
+	if (ret < 0 && !s->err[0])
+		snprintf(s->err, sizeof(s->err), "%s", strerror(-ret));
+	src_finish(s, ret);
+	free(s);
+	return NULL;
+}
