@@ -6,6 +6,7 @@
 
 #include <pthread.h>
 #include <stdint.h>
+#include "vmm/device.h"
 #include "vmm/log.h"
 
 #define PM_SCI_IRQ       9
@@ -24,6 +25,11 @@
 
 struct vm;
 
+/* The migratable state. */
+struct pm_state {
+	uint16_t sts, en, cnt;
+};
+
 /* lock guards sts, en, cnt. */
 struct pm {
 	struct vm *vm;
@@ -33,7 +39,10 @@ struct pm {
 	uint16_t cnt;
 	void (*irq)(void *opaque, int level);   /* SCI line; tests replace it */
 	void *irq_opaque;
+	struct pm_state saved;   /* copy for migration (sync/apply) */
 };
+
+extern const struct device_ops pm_device_ops;
 
 /* Registers the PM ports on VM's PIO bus; 0 or -errno. */
 int pm_init(struct pm *pm, struct vm *vm) VMM_MUST_CHECK;

@@ -6,11 +6,20 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include "vmm/device.h"
 #include "vmm/log.h"
 
 #define SERIAL_COM1_BASE 0x3F8
 #define SERIAL_COM1_IRQ  4
 #define SERIAL_FIFO_SIZE 64
+
+/* The migratable state: registers and the receive FIFO. */
+struct serial_state {
+	uint8_t ier, lcr, mcr, scr, dll, dlm, fcr;
+	bool thr_pending;
+	uint32_t rx_head, rx_len;
+	uint8_t rx[SERIAL_FIFO_SIZE];
+};
 
 /* lock guards every register and the receive FIFO. */
 struct serial {
@@ -23,7 +32,10 @@ struct serial {
 	int irq_level;
 	void (*irq)(void *opaque, int level);
 	void *irq_opaque;
+	struct serial_state saved;   /* copy for migration (sync/apply) */
 };
+
+extern const struct device_ops serial_device_ops;
 
 /* Initialises the UART writing to OUT_FD (may be -1); IRQ is called with the
  * interrupt line level whenever it changes. */

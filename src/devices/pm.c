@@ -4,6 +4,7 @@
 #include <string.h>
 #include "vmm/pm.h"
 #include "vmm/vm.h"
+#include "vmm/vmstate.h"
 
 #define PVPANIC_PANICKED   (1u << 0)
 #define PVPANIC_CRASHLOADED (1u << 1)
@@ -142,3 +143,47 @@ void pm_power_button(struct pm *pm)
 	pm_update_sci(pm);
 	pthread_mutex_unlock(&pm->lock);
 }
+
+static const struct vmstate_desc pm_vmsd = {
+	.name = "pm", .version_id = 1, .minimum_version_id = 1,
+	.size = sizeof(struct pm_state),
+	.fields = (const struct vmstate_field[]){
+		VMSTATE_U16(struct pm_state, sts),
+		VMSTATE_U16(struct pm_state, en),
+		VMSTATE_U16(struct pm_state, cnt),
+		VMSTATE_END,
+	},
+};
+
+static void *pm_state(void *opaque)
+{
+	return &((struct pm *)opaque)->saved;
+}
+
+static int pm_sync(void *opaque)
+{
+	struct pm *pm = opaque;
+
+	pthread_mutex_lock(&pm->lock);
+	pm->saved = (struct pm_state){ pm->sts, pm->en, pm->cnt };
+	pthread_mutex_unlock(&pm->lock);
+	return 0;
+}
+
+static int pm_apply(void *opaque)
+{
+	struct pm *pm = opaque;
+
+	pthread_mutex_lock(&pm->lock);
+	pm->sts = pm->saved.sts;
+	pm->en = pm->saved.en;
+	pm->cnt = pm->saved.cnt & (uint16_t)~PM1_SLP_EN;
+	pm_update_sci(pm);
+	pthread_mutex_unlock(&pm->lock);
+	return 0;
+}
+
+const struct device_ops pm_device_ops = {
+	.name = "acpi-pm", .vmsd = &pm_vmsd, .state = pm_state,
+	.sync_state = pm_sync, .apply_state = pm_apply,
+};

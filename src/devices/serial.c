@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "vmm/serial.h"
+#include "vmm/vmstate.h"
 
 enum {
 	UART_RX = 0, UART_TX = 0, UART_DLL = 0, UART_IER = 1, UART_DLM = 1,
@@ -197,3 +198,82 @@ size_t serial_input(struct serial *s, const uint8_t *buf, size_t len)
 	pthread_mutex_unlock(&s->lock);
 	return n;
 }
+
+static int serial_post_load(void *opaque, uint32_t version_id)
+{
+	const struct serial_state *st = opaque;
+
+	return st->rx_head < SERIAL_FIFO_SIZE && st->rx_len <= SERIAL_FIFO_SIZE ? 0 : -EINVAL;
+}
+
+static const struct vmstate_desc serial_vmsd = {
+	.name = "serial", .version_id = 1, .minimum_version_id = 1,
+	.size = sizeof(struct serial_state), .post_load = serial_post_load,
+	.fields = (const struct vmstate_field[]){
+		VMSTATE_U8(struct serial_state, ier),
+		VMSTATE_U8(struct serial_state, lcr),
+		VMSTATE_U8(struct serial_state, mcr),
+		VMSTATE_U8(struct serial_state, scr),
+		VMSTATE_U8(struct serial_state, dll),
+		VMSTATE_U8(struct serial_state, dlm),
+		VMSTATE_U8(struct serial_state, fcr),
+		VMSTATE_BOOL(struct serial_state, thr_pending),
+		VMSTATE_U32(struct serial_state, rx_head),
+		VMSTATE_U32(struct serial_state, rx_len),
+		VMSTATE_ARRAY(struct serial_state, rx, uint8_t),
+		VMSTATE_END,
+	},
+};
+
+static void *serial_state(void *opaque)
+{
+	return &((struct serial *)opaque)->saved;
+}
+
+static int serial_sync(void *opaque)
+{
+	struct serial *s = opaque;
+	struct serial_state *st = &s->saved;
+
+	pthread_mutex_lock(&s->lock);
+	st->ier = s->ier;
+	st->lcr = s->lcr;
+	st->mcr = s->mcr;
+	st->scr = s->scr;
+	st->dll = s->dll;
+	st->dlm = s->dlm;
+	st->fcr = s->fcr;
+	st->thr_pending = s->thr_pending;
+	st->rx_head = s->rx_head;
+	st->rx_len = s->rx_len;
+	memcpy(st->rx, s->rx, sizeof(st->rx));
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+static int serial_apply(void *opaque)
+{
+	struct serial *s = opaque;
+	const struct serial_state *st = &s->saved;
+
+	pthread_mutex_lock(&s->lock);
+	s->ier = st->ier;
+	s->lcr = st->lcr;
+	s->mcr = st->mcr;
+	s->scr = st->scr;
+	s->dll = st->dll;
+	s->dlm = st->dlm;
+	s->fcr = st->fcr;
+	s->thr_pending = st->thr_pending;
+	s->rx_head = st->rx_head;
+	s->rx_len = st->rx_len;
+	memcpy(s->rx, st->rx, sizeof(s->rx));
+	serial_update_irq(s);
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+const struct device_ops serial_device_ops = {
+	.name = "serial", .vmsd = &serial_vmsd, .state = serial_state,
+	.sync_state = serial_sync, .apply_state = serial_apply,
+};

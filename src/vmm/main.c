@@ -21,7 +21,8 @@ int main(int argc, char **argv)
 		printf("vmm %s\n", VMM_VERSION);
 		return 0;
 	case CLI_RUN:
-		if (run_resolve_defaults(&cfg, paths, sizeof(paths), err, sizeof(err))) {
+		if (!(cfg.incoming && !cfg.kernel) &&
+		    run_resolve_defaults(&cfg, paths, sizeof(paths), err, sizeof(err))) {
 			fprintf(stderr, "vmm: %s\n", err);
 			return 2;
 		}

@@ -73,6 +73,12 @@ static const char *qvm_status(void *opaque)
 
 	if (st)
 		return st;
+	if (vm_ended(q->vm) == VM_END_NONE) {
+		if (vm_phase(q->vm) == VM_PHASE_INMIGRATE)
+			return "inmigrate";
+		if (vm_phase(q->vm) == VM_PHASE_POSTMIGRATE)
+			return "postmigrate";
+	}
 	switch (vm_state(q->vm)) {
 	case VM_RUNNING: return "running";
 	case VM_PAUSED: return "paused";

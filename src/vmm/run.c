@@ -13,8 +13,13 @@
 #include <unistd.h>
 #include "vmm/acpi.h"
 #include "vmm/boot.h"
+#include "vmm/device.h"
+#include "vmm/devices.h"
 #include "vmm/loop.h"
+#include "vmm/migrate.h"
 #include "vmm/pm.h"
+#include "vmm/qmp.h"
+#include "vmm/qmp_migrate.h"
 #include "vmm/run.h"
 #include "vmm/serial.h"
 #include "vmm/vcpu.h"
@@ -30,6 +35,8 @@ struct run_ctx {
 	struct pm pm;
 	int serial_fd;        /* file output, or -1 */
 	int sig_fd;
+	struct qmp_server *qmp;
+	struct migrate *mig;
 	bool tty_raw;
 	bool escape;
 	struct termios saved_tty;
@@ -138,25 +145,31 @@ static int run_open_serial(struct run_ctx *c)
 	return bus_register(&c->vm.pio, SERIAL_COM1_BASE, 8, serial_pio, &c->serial, "com1");
 }
 
-/* Builds devices, tables and vCPUs; the guest is ready to start after. */
-static int run_build(struct run_ctx *c)
+/* Legacy devices: the console UART and ACPI power management. */
+static int run_legacy_devices(struct run_ctx *c)
+{
+	int ret = run_open_serial(c);
+
+	if (!ret)
+		ret = pm_init(&c->pm, &c->vm);
+	if (!ret)
+		ret = device_register(&c->vm, &serial_device_ops, &c->serial, "serial0");
+	if (!ret)
+		ret = device_register(&c->vm, &pm_device_ops, &c->pm, "acpi-pm");
+	if (ret)
+		vmm_err("cannot set up legacy devices: %s", strerror(-ret));
+	c->vm.pm = &c->pm;
+	return ret;
+}
+
+/* Loads the kernel and points the boot vCPU at it; an incoming guest gets
+ * its memory and registers from the migration stream instead. */
+static int run_boot(struct run_ctx *c, const struct acpi_extra *extra)
 {
 	struct boot_info info;
 	char err[512];
-	int ret;
+	int ret = acpi_build(&c->vm.mem, c->cfg->cpus, extra);
 
-	ret = vm_create(&c->vm, c->cfg->mem_size, c->cfg->cpus);
-	if (ret)
-		return ret;
-	ret = run_open_serial(c);
-	if (!ret)
-		ret = pm_init(&c->pm, &c->vm);
-	if (ret) {
-		vmm_err("cannot set up legacy devices: %s", strerror(-ret));
-		return ret;
-	}
-	c->vm.pm = &c->pm;
-	ret = acpi_build(&c->vm.mem, c->cfg->cpus, NULL);
 	if (ret) {
 		vmm_err("cannot build ACPI tables: %s", strerror(-ret));
 		return ret;
@@ -167,6 +180,25 @@ static int run_build(struct run_ctx *c)
 		vmm_err("cannot boot: %s", err);
 		return ret;
 	}
+	ret = boot_setup_vcpu(c->vm.vcpus[0]->fd, &info);
+	if (ret)
+		vmm_err("cannot set up the boot vCPU: %s", strerror(-ret));
+	return ret;
+}
+
+/* Builds devices, tables and vCPUs; the guest is ready to start after. */
+static int run_build(struct run_ctx *c)
+{
+	struct acpi_extra extra = { 0 };
+	int ret;
+
+	ret = vm_create(&c->vm, c->cfg->mem_size, c->cfg->cpus);
+	if (!ret)
+		ret = run_legacy_devices(c);
+	if (!ret)
+		ret = devices_create(&c->vm, c->cfg, &extra);
+	if (ret)
+		return ret;
 	for (int i = 0; i < c->cfg->cpus; i++) {
 		ret = vcpu_create(&c->vm, i, &c->vm.vcpus[i]);
 		if (ret) {
@@ -174,10 +206,7 @@ static int run_build(struct run_ctx *c)
 			return ret;
 		}
 	}
-	ret = boot_setup_vcpu(c->vm.vcpus[0]->fd, &info);
-	if (ret)
-		vmm_err("cannot set up the boot vCPU: %s", strerror(-ret));
-	return ret;
+	return c->cfg->incoming ? 0 : run_boot(c, &extra);
 }
 
 static void run_on_end(void *opaque, int fd, uint32_t events)
@@ -285,6 +314,45 @@ static int run_report(struct run_ctx *c)
 	return vm_end_status(why);
 }
 
+/* QMP, the migration controller, and either the vCPUs or the wait for an
+ * incoming guest. */
+static int run_control(struct run_ctx *c)
+{
+	const char *in = c->cfg->incoming;
+	bool defer = in && !strcmp(in, "defer");
+	char err[256];
+	int ret;
+
+	if (c->cfg->qmp) {
+		ret = qmp_vm_start(&c->qmp, &c->loop, &c->vm, c->cfg->qmp);
+		if (ret)
+			return ret;
+	}
+	c->mig = migrate_new(&c->vm);
+	if (!c->mig)
+		return -ENOMEM;
+	if (c->qmp) {
+		ret = qmp_migrate_register(c->qmp, c->mig, &c->vm, defer);
+		if (ret) {
+			vmm_err("cannot add the migration commands: %s", strerror(-ret));
+			return ret;
+		}
+	}
+	if (!in)
+		return vm_start(&c->vm);
+	vm_set_phase(&c->vm, VM_PHASE_INMIGRATE);
+	if (defer) {
+		vmm_info("waiting for migrate-incoming on the QMP socket");
+		return 0;
+	}
+	ret = migrate_incoming(c->mig, in, err, sizeof(err));
+	if (ret)
+		vmm_err("--incoming: %s", err);
+	else
+		vmm_info("waiting for an incoming migration on %s", in);
+	return ret;
+}
+
 int run_main(struct vmm_config *cfg)
 {
 	struct run_ctx c = { .cfg = cfg, .serial_fd = -1, .sig_fd = -1 };
@@ -294,13 +362,17 @@ int run_main(struct vmm_config *cfg)
 	vmm_log_set_quiet(cfg->quiet);
 	if (run_build(&c) || run_loop_setup(&c))
 		goto out;
-	if (vm_start(&c.vm) == 0)
+	if (run_control(&c) == 0)
 		loop_run(&c.loop);
 	if (vm_ended(&c.vm) == VM_END_NONE)
-		vm_end(&c.vm, VM_END_ERROR, "main loop failed");
+		vm_end(&c.vm, VM_END_ERROR, "vmm could not start the guest");
+	migrate_free(c.mig);
+	c.mig = NULL;
 	vm_join(&c.vm);
 	status = run_report(&c);
 out:
+	migrate_free(c.mig);
+	qmp_server_destroy(c.qmp);
 	if (c.tty_raw)
 		tcsetattr(STDIN_FILENO, TCSANOW, &c.saved_tty);
 	loop_destroy(&c.loop);

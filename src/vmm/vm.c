@@ -219,6 +219,10 @@ int vm_pause(struct vm *vm)
 		pthread_mutex_unlock(&vm->lock);
 		return 0;
 	}
+	if (!vm->nr_vcpus || !vm->vcpus[0] || !vm->vcpus[0]->started) {
+		pthread_mutex_unlock(&vm->lock);
+		return -EAGAIN;   /* nothing runs yet (incoming migration) */
+	}
 	vm->pause_gen++;
 	vm->acked = 0;
 	vm->requested = VM_PAUSED;
