@@ -133,6 +133,13 @@ done
 
 echo "VMM-GUEST: ready cpus=$cpus"
 
+# --- test hook (used by test/kvm/t-virtio-*.sh) ---
+# vmm.run="CMDS" (double-quoted on the kernel command line, no " inside) runs
+# CMDS with sh before the action; output goes to the console.
+run=$(sed -n 's/.*vmm\.run="\([^"]*\)".*/\1/p' /proc/cmdline)
+[ -n "$run" ] && sh -c "$run"
+# --- end of test hook ---
+
 case $action in
 poweroff) sync; poweroff -f ;;
 reboot) sync; reboot -f ;;

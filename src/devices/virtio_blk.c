@@ -427,7 +427,7 @@ int virtio_blk_create(struct virtio_blk **out, struct vm *vm, const struct guest
 	blk->readonly = cfg->readonly;
 	snprintf(blk->path, sizeof(blk->path), "%s", cfg->path);
 	if (cfg->serial)
-		strncpy(blk->serial, cfg->serial, sizeof(blk->serial));
+		memcpy(blk->serial, cfg->serial, strnlen(cfg->serial, sizeof(blk->serial)));
 	err = blk_open(blk, cfg);
 	if (err)
 		goto fail;

@@ -116,6 +116,19 @@ static int dst_handshake(struct mig_dst *d)
 	return stream_u64_put(&d->buf, STREAM_ACCEPT, 0) ?: mig_flush(d->m, &d->buf);
 }
 
+/* Fault injection for the migration tests: VMM_TEST_FAULT=WHERE makes the
+ * destination die abruptly at that point (cpu: first vCPU state, in
+ * stop-and-copy; ready: right after READY, before GO). */
+static void dst_test_fault(const char *where)
+{
+	const char *f = getenv("VMM_TEST_FAULT");
+
+	if (f && !strcmp(f, where)) {
+		fprintf(stderr, "vmm: test fault '%s': dying now\n", where);
+		_exit(3);
+	}
+}
+
 static int dst_device(struct mig_dst *d, struct stream_reader *r)
 {
 	char id[32];
@@ -169,6 +182,7 @@ static int dst_receive(struct mig_dst *d)
 				return dst_fail(d, ret, "bad page batch: %s", strerror(-ret));
 			break;
 		case STREAM_CPU:
+			dst_test_fault("cpu");
 			if (d->ncpus == m->vm->nr_vcpus)
 				return dst_fail(d, -EBADMSG, "more vCPU states than vCPUs");
 			ret = vmstate_load(&cpu_state_vmsd, &d->cpus[d->ncpus], &r,
@@ -231,8 +245,7 @@ static int dst_handoff(struct mig_dst *d)
 
 	if (ret)
 		return dst_fail(d, ret, "source gone before READY: %s", strerror(-ret));
-	if (getenv("VMM_TEST_DIE_AFTER_READY"))
-		_exit(3);   /* fault-injection hook for the migration tests */
+	dst_test_fault("ready");
 	m->chan.timeout_ms = MIG_READY_TIMEOUT_MS;
 	ret = mig_recv_ctl(m, &f, &d->in);
 	if (ret || f.type != STREAM_GO)

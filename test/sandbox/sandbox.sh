@@ -260,10 +260,11 @@ QPID=$!
 	kill -KILL "$QPID" 2>/dev/null
 ) </dev/null >/dev/null 2>&1 &
 WDPID=$!
+# From here on failures are handled explicitly (no errexit: a grep finding nothing
+# must not end the script before it has reported).
 set +e
 wait "$QPID"
 QRC=$?
-set -e
 QPID=
 kill "$WDPID" 2>/dev/null; WDPID=
 
@@ -287,7 +288,7 @@ if [ -s "$RUN/status" ]; then
 elif rc=$(tr -d '\r' <"$RUN/console.log" 2>/dev/null | sed -n 's/^VMM-SANDBOX-EXIT: \([0-9]*\)$/\1/p' | tail -n 1) && [ -n "$rc" ]; then
 	: # status file missing but the console has it
 else
-	msg=$(tr -d '\r' <"$RUN/console.log" 2>/dev/null | grep -m1 'VMM-SANDBOX-FATAL:' | sed 's/^.*VMM-SANDBOX-FATAL: //')
+	msg=$(tr -d '\r' <"$RUN/console.log" 2>/dev/null | grep -m1 'VMM-SANDBOX-FATAL:' | sed 's/^.*VMM-SANDBOX-FATAL: //') || true
 	if [ -n "$msg" ]; then
 		echo "sandbox: FAILED inside the guest: $msg" >&2
 	elif grep -q 'Kernel panic' "$RUN/console.log" 2>/dev/null; then
