@@ -108,6 +108,9 @@ static int src_pass(struct mig_src *s, uint32_t pass)
 	if (!ret)
 		ret = stream_u32_put(&s->buf, STREAM_PASS_END, pass) ?: mig_flush(s->m, &s->buf);
 	dt = mig_now_ns() - t0;
+	if (ret && ret != -ECANCELED)
+		snprintf(s->err, sizeof(s->err), "lost the destination in pass %u: %s", pass,
+			 strerror(-ret));
 	if (!ret && dt > 1000000 && s->m->chan.sent - b0 > (1 << 20))
 		s->bw = (double)(s->m->chan.sent - b0) * 1e9 / (double)dt;
 	return ret;

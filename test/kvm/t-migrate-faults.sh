@@ -77,9 +77,10 @@ expect_failed "destination killed between READY and GO"
 # 5-7. A cut link (truncated stream), a flipped byte and a stalled link.
 for mode in cut:3000000 flip:2000000 stall:1000000; do
 	new_dst
+	rm -f "$T/proxy.mig"
 	$PROXY "$T/proxy.mig" "$T/dst.mig" "$mode" &
 	PIDS+=($!)
-	for _ in $(seq 1 50); do [ -S "$T/proxy.mig" ] && break; sleep 0.1; done
+	for _ in $(seq 1 300); do [ -S "$T/proxy.mig" ] && break; sleep 0.1; done
 	migrate_to "$T/proxy.mig"
 	expect_failed "link $mode"
 	kill -9 $DST 2>/dev/null || true
