@@ -35,6 +35,9 @@ struct ram_tracker {
 	uint64_t ext_start, ext_end;
 	bool ext_data;
 	volatile bool *cancel;    /* set by another thread to stop a pass */
+	/* called after each batch with the pages still to send in this pass */
+	void (*progress)(void *opaque, uint64_t left);
+	void *progress_opaque;
 };
 
 /* Starts dirty tracking on every RAM slot and marks all pages dirty;

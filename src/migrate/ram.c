@@ -216,7 +216,7 @@ static void ram_throttle(struct ram_tracker *t, uint64_t start_ns, uint64_t byte
 int ram_send_pass(struct ram_tracker *t, struct chan *c)
 {
 	struct guest_mem *mem = &t->vm->mem;
-	uint64_t start = ram_now_ns(), sent = 0;
+	uint64_t start = ram_now_ns(), sent = 0, left = ram_pending(t);
 
 	for (int s = 0; s < mem->nr_regions; s++) {
 		uint64_t w = mem->regions[s].offset / PAGE_SIZE / 64;
@@ -243,6 +243,9 @@ int ram_send_pass(struct ram_tracker *t, struct chan *c)
 				return err;
 			t->stats.bytes += t->buf.len;
 			sent += t->buf.len;
+			left -= count;
+			if (t->progress)
+				t->progress(t->progress_opaque, left);
 			ram_throttle(t, start, sent);
 		}
 	}

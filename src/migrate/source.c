@@ -97,12 +97,31 @@ static void src_stats(struct mig_src *s, uint32_t pass, uint64_t remaining, uint
 	pthread_mutex_unlock(&s->m->lock);
 }
 
+/* Keeps query-migrate's counters live during a pass. */
+static void src_progress(void *opaque, uint64_t left)
+{
+	struct mig_src *s = opaque;
+	struct migrate_info *i = &s->m->info;
+
+	pthread_mutex_lock(&s->m->lock);
+	i->transferred = s->m->chan.sent;
+	i->remaining = left * PAGE_SIZE;
+	i->duplicate = s->ram.stats.duplicate;
+	i->normal = s->ram.stats.normal;
+	i->normal_bytes = s->ram.stats.normal * PAGE_SIZE;
+	pthread_mutex_unlock(&s->m->lock);
+}
+
 /* Sends one pass of whatever is dirty; measures the bandwidth. */
 static int src_pass(struct mig_src *s, uint32_t pass)
 {
 	uint64_t t0 = mig_now_ns(), b0 = s->m->chan.sent, dt;
 	int ret = stream_u32_put(&s->buf, STREAM_PASS_BEGIN, pass) ?: mig_flush(s->m, &s->buf);
 
+	pthread_mutex_lock(&s->m->lock);
+	s->m->info.pass = pass;
+	s->m->info.total = s->m->vm->mem.size;
+	pthread_mutex_unlock(&s->m->lock);
 	if (!ret)
 		ret = ram_send_pass(&s->ram, &s->m->chan);
 	if (!ret)
@@ -370,6 +389,8 @@ void *mig_source_thread(void *arg)
 		ret = s->nmsrs < 0 ? s->nmsrs : ram_track_start(&s->ram, m->vm);
 		s->tracking = !ret;
 		s->ram.cancel = &m->cancel;
+		s->ram.progress = src_progress;
+		s->ram.progress_opaque = s;
 		pthread_mutex_lock(&m->lock);
 		m->info.setup_ms = (mig_now_ns() - m->start_ns) / 1000000;
 		pthread_mutex_unlock(&m->lock);

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include "vmm/cli.h"
 #include "vmm/ctl.h"
+#include "vmm/migrate_cli.h"
 #include "vmm/run.h"
 
 int main(int argc, char **argv)
@@ -29,6 +30,8 @@ int main(int argc, char **argv)
 		return run_main(&cfg);
 	case CLI_CTL:
 		return ctl_main(&cfg);
+	case CLI_MIGRATE:
+		return migrate_cli_main(&cfg);
 	default:
 		fprintf(stderr, "vmm: this command is not available yet\n");
 		return 2;
