@@ -15,7 +15,8 @@
 #define CLI_MIN_MEM (16ULL << 20)
 #define CLI_MAX_MEM (1ULL << 40)
 
-enum cli_cmd { CLI_NONE, CLI_HELP, CLI_VERSION, CLI_RUN, CLI_CTL, CLI_MIGRATE };
+enum cli_cmd { CLI_NONE, CLI_HELP, CLI_VERSION, CLI_RUN, CLI_CTL, CLI_MIGRATE, CLI_CPU_CHECK };
+enum seccomp_mode { SECCOMP_ON, SECCOMP_OFF, SECCOMP_LOG };
 enum serial_mode { SERIAL_STDIO, SERIAL_FILE, SERIAL_NONE };
 
 struct cli_disk {
@@ -47,6 +48,12 @@ struct vmm_config {
 	int nr_nets;
 	struct cli_net nets[CLI_MAX_NETS];
 	bool quiet;
+	const char *config;            /* --config FILE (main() expands it) */
+	const char *user;              /* --user NAME: run as NAME after setup */
+	enum seccomp_mode seccomp;     /* --seccomp on|off|log */
+	/* cpu-check */
+	const char *cpu_against;       /* --against FILE or NULL */
+	const char *cpu_from;          /* --from FILE: compare FILE, not this host */
 	/* ctl / migrate: remaining positional words */
 	int nr_args;
 	char **args;

@@ -151,6 +151,9 @@ int pci_dev_add_cap(struct pci_dev *dev, const void *data, size_t len, const uin
  * VM_FD < 0: no KVM (unit tests). 0 or -errno. */
 int pci_msix_init(struct pci_dev *dev, int nr, int bar, uint32_t table_off, uint32_t pba_off,
 		  struct irq_router *router, int vm_fd) VMM_MUST_CHECK;
+/* Records DEV's config space as built (the read-only bits restore checks
+ * against); pci_add_dev does it too. */
+void pci_dev_seal(struct pci_dev *dev);
 /* Places DEV in a free slot, assigns BAR addresses, enables memory decoding
  * as firmware would, and calls MAP for each BAR; 0 or -ENOSPC. */
 int pci_add_dev(struct pci_bus *bus, struct pci_dev *dev, pci_map_fn map, void *map_opaque)

@@ -104,6 +104,7 @@ struct virtio_dev {
 	pthread_cond_t cond;
 	bool paused;                    /* no guest memory access while set */
 	bool stopping;
+	unsigned nr_guest_errors;        /* NEEDS_RESET events, for rate-limited logs */
 	int nr_fds;
 	int fds[VIRTIO_MAX_FDS];
 	uint32_t fd_events[VIRTIO_MAX_FDS];

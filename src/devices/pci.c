@@ -388,8 +388,7 @@ int pci_add_dev(struct pci_bus *bus, struct pci_dev *dev, pci_map_fn map, void *
 		bus->next_mmio = a + sz;
 		put32(dev->st->cfg + PCI_BAR0 + 4 * i, (uint32_t)a);
 	}
-	memcpy(dev->ro_cfg, dev->st->cfg, sizeof(dev->ro_cfg));
-	dev->msix_nr_built = dev->st->msix_nr;
+	pci_dev_seal(dev);
 	dev->bus = bus;
 	dev->slot = slot;
 	dev->map = map;
@@ -404,12 +403,19 @@ int pci_add_dev(struct pci_bus *bus, struct pci_dev *dev, pci_map_fn map, void *
 	return 0;
 }
 
+void pci_dev_seal(struct pci_dev *dev)
+{
+	memcpy(dev->ro_cfg, dev->st->cfg, sizeof(dev->ro_cfg));
+	dev->msix_nr_built = dev->st->msix_nr;
+}
+
 int pci_dev_apply_state(struct pci_dev *dev)
 {
 	const uint8_t *c = dev->st->cfg;
 	int err = 0;
 
-	pthread_mutex_lock(&dev->bus->lock);
+	if (dev->bus)
+		pthread_mutex_lock(&dev->bus->lock);
 	pthread_mutex_lock(&dev->lock);
 	/* Read-only bits must match the device as built here. */
 	for (int i = 0; i < PCI_CFG_SIZE && !err; i++)
@@ -427,7 +433,8 @@ int pci_dev_apply_state(struct pci_dev *dev)
 						     dev->st->msix[i].data);
 	}
 	pthread_mutex_unlock(&dev->lock);
-	pthread_mutex_unlock(&dev->bus->lock);
+	if (dev->bus)
+		pthread_mutex_unlock(&dev->bus->lock);
 	return err;
 }
 

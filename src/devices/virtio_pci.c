@@ -88,7 +88,9 @@ void virtio_set_needs_reset(struct virtio_dev *vd, const char *reason)
 {
 	if (vd->st->status & VIRTIO_STATUS_NEEDS_RESET)
 		return;
-	vmm_warn("%s: guest driver error (%s): device needs reset", vd->ops->name, reason);
+	/* A guest can repeat this at will: say it a few times only. */
+	if (vd->nr_guest_errors++ < 3)
+		vmm_warn("%s: guest driver error (%s): device needs reset", vd->ops->name, reason);
 	vd->st->status |= VIRTIO_STATUS_NEEDS_RESET;
 	if (vd->st->status & VIRTIO_STATUS_DRIVER_OK)
 		virtio_config_changed(vd);
@@ -394,6 +396,7 @@ int virtio_init(struct virtio_dev *vd, struct vm *vm, const struct guest_mem *me
 			    VIRTIO_MSIX_PBA_OFF, router, vm_fd);
 	if (err)
 		return err;
+	pci_dev_seal(&vd->pci);
 	pthread_mutex_lock(&vd->lock);
 	virtio_reset(vd);
 	pthread_mutex_unlock(&vd->lock);

@@ -14,6 +14,7 @@
 #include "vmm/cpuid.h"
 #include "vmm/cpustate.h"
 #include "vmm/device.h"
+#include "vmm/privilege.h"
 #include "vmm/ram.h"
 #include "vmm/shape.h"
 #include "vmm/vcpu.h"
@@ -267,6 +268,7 @@ void *mig_dest_thread(void *arg)
 	struct mig_dst *d = calloc(1, sizeof(*d));
 	int ret = -ENOMEM;
 
+	privilege_seccomp(THREAD_MIGRATION);
 	if (d) {
 		d->m = m;
 		stream_buf_init(&d->buf);

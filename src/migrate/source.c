@@ -9,6 +9,7 @@
 #include "migrate_int.h"
 #include "vmm/cpustate.h"
 #include "vmm/device.h"
+#include "vmm/privilege.h"
 #include "vmm/ram.h"
 #include "vmm/shape.h"
 #include "vmm/vcpu.h"
@@ -373,6 +374,7 @@ void *mig_source_thread(void *arg)
 	uint32_t pass = 0;
 	int ret;
 
+	privilege_seccomp(THREAD_MIGRATION);
 	if (!s) {
 		pthread_mutex_lock(&m->lock);
 		m->busy = false;

@@ -176,6 +176,14 @@ static int cli_run_opt(struct vmm_config *c, const char *name, char *v, char *er
 		return cli_net(c, v, err, errlen);
 	} else if (!strcmp(name, "incoming")) {
 		c->incoming = v;
+	} else if (!strcmp(name, "config")) {
+		c->config = v;
+	} else if (!strcmp(name, "user")) {
+		c->user = v;
+	} else if (!strcmp(name, "seccomp")) {
+		if (strcmp(v, "on") && strcmp(v, "off") && strcmp(v, "log"))
+			return cli_fail(err, errlen, "--seccomp: expected on, off or log, got '%s'", v);
+		c->seccomp = !strcmp(v, "on") ? SECCOMP_ON : !strcmp(v, "off") ? SECCOMP_OFF : SECCOMP_LOG;
 	} else {
 		return cli_fail(err, errlen, "unknown option '--%s' for 'vmm run' (see vmm run --help)",
 				name);
@@ -248,6 +256,33 @@ static int cli_client_args(struct vmm_config *c, int argc, char **argv, char *er
 	return 0;
 }
 
+/* `vmm cpu-check [--against FILE] [--from FILE]`. */
+static int cli_cpu_check_args(struct vmm_config *c, int argc, char **argv, char *err,
+			      size_t errlen)
+{
+	for (int i = 0; i < argc; i++) {
+		const char *a = argv[i], **dst;
+
+		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+			c->cmd = CLI_HELP;
+			c->help_topic = "cpu-check";
+			return 0;
+		}
+		if (!strcmp(a, "--against"))
+			dst = &c->cpu_against;
+		else if (!strcmp(a, "--from"))
+			dst = &c->cpu_from;
+		else
+			return cli_fail(err, errlen, "unexpected argument '%s' for 'vmm cpu-check'", a);
+		if (i + 1 >= argc || !*argv[i + 1])
+			return cli_fail(err, errlen, "option '%s' needs a file", a);
+		*dst = argv[++i];
+	}
+	if (c->cpu_from && !c->cpu_against)
+		return cli_fail(err, errlen, "--from needs --against");
+	return 0;
+}
+
 int cli_parse(int argc, char **argv, struct vmm_config *c, char *err, size_t errlen)
 {
 	const char *sub;
@@ -270,6 +305,10 @@ int cli_parse(int argc, char **argv, struct vmm_config *c, char *err, size_t err
 		c->cmd = CLI_RUN;
 		return cli_run_args(c, argc - 2, argv + 2, err, errlen);
 	}
+	if (!strcmp(sub, "cpu-check")) {
+		c->cmd = CLI_CPU_CHECK;
+		return cli_cpu_check_args(c, argc - 2, argv + 2, err, errlen);
+	}
 	if (!strcmp(sub, "ctl") || !strcmp(sub, "migrate")) {
 		c->cmd = !strcmp(sub, "ctl") ? CLI_CTL : CLI_MIGRATE;
 		return cli_client_args(c, argc - 2, argv + 2, err, errlen);
@@ -286,6 +325,7 @@ static const char usage_main[] =
 	"  run        boot a guest (the default guest if no --kernel is given)\n"
 	"  ctl        send a QMP command to a running vmm\n"
 	"  migrate    live-migrate a running guest to another vmm\n"
+	"  cpu-check  print this host's CPU fingerprint, or check it against another's\n"
 	"  help CMD   show the options of CMD\n"
 	"\n"
 	"  vmm --version    print the version\n";
@@ -304,6 +344,10 @@ static const char usage_run[] =
 	"  --net tap=NAME[,mac=MAC]                virtio network device (repeatable)\n"
 	"  --incoming URI      wait for an incoming migration (tcp:HOST:PORT, unix:PATH, defer)\n"
 	"  --quiet             no informational messages\n"
+	"  --config FILE       read options from FILE (key = value lines, see docs/hosts.md);\n"
+	"                      options on the command line override it\n"
+	"  --user NAME         run as user NAME once the devices and sockets are open\n"
+	"  --seccomp MODE      on | off | log: per-thread system call allowlists (default on)\n"
 	"\n"
 	"Exit status: 0 when the guest powers off or reboots, 1 on a guest panic or an\n"
 	"error, 2 on a usage error.\n";
@@ -320,6 +364,15 @@ static const char usage_migrate[] =
 	"Live-migrates the guest behind PATH to the vmm listening at URI (tcp:HOST:PORT\n"
 	"or unix:PATH), showing progress; exit 0 only when the migration completed.\n";
 
+static const char usage_cpu_check[] =
+	"usage: vmm cpu-check [--against FILE [--from FILE2]]\n"
+	"\n"
+	"Without options, prints this host's CPU fingerprint (libcpuid) and the CPUID\n"
+	"KVM supports here as JSON. With --against FILE (that output from another host),\n"
+	"says whether a guest started here can migrate to that host and lists the missing\n"
+	"features; --from FILE2 compares FILE2's host instead of this one.\n"
+	"Exit status: 0 compatible (or printed), 1 incompatible, 2 error.\n";
+
 void cli_usage(const char *topic, void *fp)
 {
 	const char *text = usage_main;
@@ -330,5 +383,7 @@ void cli_usage(const char *topic, void *fp)
 		text = usage_ctl;
 	else if (topic && !strcmp(topic, "migrate"))
 		text = usage_migrate;
+	else if (topic && !strcmp(topic, "cpu-check"))
+		text = usage_cpu_check;
 	fputs(text, fp);
 }

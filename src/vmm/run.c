@@ -17,7 +17,9 @@
 #include "vmm/devices.h"
 #include "vmm/loop.h"
 #include "vmm/migrate.h"
+#include "vmm/notify.h"
 #include "vmm/pm.h"
+#include "vmm/privilege.h"
 #include "vmm/qmp.h"
 #include "vmm/qmp_migrate.h"
 #include "vmm/run.h"
@@ -362,8 +364,11 @@ int run_main(struct vmm_config *cfg)
 	vmm_log_set_quiet(cfg->quiet);
 	if (run_build(&c) || run_loop_setup(&c))
 		goto out;
-	if (run_control(&c) == 0)
+	if (run_control(&c) == 0 && !privilege_drop() && !privilege_seccomp(THREAD_CONTROL)) {
+		notify_ready(cfg->incoming ? "waiting for an incoming migration" : "running");
 		loop_run(&c.loop);
+	}
+	notify_stopping();
 	if (vm_ended(&c.vm) == VM_END_NONE)
 		vm_end(&c.vm, VM_END_ERROR, "vmm could not start the guest");
 	migrate_free(c.mig);

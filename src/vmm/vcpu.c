@@ -11,6 +11,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 #include "vmm/cpuid.h"
+#include "vmm/privilege.h"
 #include "vmm/vcpu.h"
 #include "vmm/vm.h"
 
@@ -193,6 +194,7 @@ static void *vcpu_thread(void *arg)
 	unsigned gen = 0;
 	sigset_t set;
 
+	privilege_seccomp(THREAD_VCPU);
 	v->tid = (int)syscall(SYS_gettid);
 	sigemptyset(&set);
 	sigaddset(&set, VCPU_KICK_SIGNAL);

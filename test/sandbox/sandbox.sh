@@ -30,6 +30,7 @@ set -euo pipefail
 SELF=$(readlink -f "$0")
 TIMEOUT=3000
 MEM=4096
+SMP=${SANDBOX_SMP:-1}
 KEEP=0
 
 die() { echo "sandbox: $*" >&2; exit 125; }
@@ -40,6 +41,8 @@ while [ $# -gt 0 ]; do
 	--timeout=*) TIMEOUT=${1#*=}; shift ;;
 	--mem) MEM=${2:?--mem needs a value}; shift 2 ;;
 	--mem=*) MEM=${1#*=}; shift ;;
+	--smp) SMP=${2:?--smp needs a value}; shift 2 ;;
+	--smp=*) SMP=${1#*=}; shift ;;
 	--keep) KEEP=1; shift ;;
 	--) shift; break ;;
 	-h|--help) sed -n '2,/^set -euo/p' "$SELF" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -49,6 +52,12 @@ done
 [ $# -gt 0 ] || die "no command given (usage: sandbox.sh [--timeout SECS] [--mem MB] -- CMD...)"
 case $TIMEOUT in ''|*[!0-9]*) die "--timeout must be whole seconds" ;; esac
 case $MEM in ''|*[!0-9]*) die "--mem must be megabytes" ;; esac
+case $SMP in ''|*[!0-9]*|0) die "--smp must be a CPU count" ;; esac
+# Several vCPUs are emulated round-robin by one host thread (thread=single), which
+# avoids multi-threaded TCG (seen to panic the guest under load); SANDBOX_MTTCG=1
+# uses one host thread per vCPU instead.
+ACCEL=tcg
+[ "$SMP" -gt 1 ] && [ "${SANDBOX_MTTCG:-0}" != 1 ] && ACCEL=tcg,thread=single
 
 START=$SECONDS
 QEMU=$(command -v qemu-system-x86_64) || die "qemu-system-x86_64 not found (install qemu-system-x86)"
@@ -242,7 +251,7 @@ LEFT=$((TIMEOUT - (SECONDS - START)))
 
 # --- boot ------------------------------------------------------------------------------
 # ttyS0 = kernel console + init messages -> console.log; ttyS1 = CMD output -> stdout.
-"$QEMU" -accel tcg -cpu max -smp 1 -m "$MEM" -machine pc \
+"$QEMU" -accel "$ACCEL" -cpu max -smp "$SMP" -m "$MEM" -machine pc \
 	-nodefaults -display none -no-user-config -no-reboot \
 	-kernel "/boot/vmlinuz-$KVER" -initrd "$INITRD" \
 	-append "console=ttyS0 quiet panic=-1 mitigations=off sandbox.run=$RUN" \

@@ -1,0 +1,39 @@
+/* Guest workload for the migration benchmarks: fills MIB MiB with non-zero
+ * bytes (so those pages cannot be sent as zero pages), then writes one byte
+ * in RATE distinct pages per second, round robin, until killed (RATE 0:
+ * idle after filling). Prints "dirtier: ready" once the memory is filled. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+int main(int argc, char **argv)
+{
+	size_t mib = argc > 1 ? strtoul(argv[1], NULL, 10) : 256;
+	long rate = argc > 2 ? strtol(argv[2], NULL, 10) : 0;
+	size_t pages = mib << 8, next = 0;
+	uint8_t *p = malloc(mib << 20);
+	struct timespec t;
+
+	if (!p)
+		return 1;
+	for (size_t i = 0; i < (mib << 20); i++)
+		p[i] = (uint8_t)(i * 2654435761u >> 13) | 1;
+	printf("dirtier: ready (%zu MiB, %ld pages/s)\n", mib, rate);
+	fflush(stdout);
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	for (;;) {
+		/* one 1 ms tick: rate/1000 pages */
+		for (long i = 0; i < rate / 1000; i++) {
+			p[next << 12]++;
+			next = (next + 1) % pages;
+		}
+		t.tv_nsec += 1000000;
+		if (t.tv_nsec >= 1000000000) {
+			t.tv_nsec -= 1000000000;
+			t.tv_sec++;
+		}
+		clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &t, NULL);
+	}
+}

@@ -1,0 +1,82 @@
+#!/bin/bash
+# The same stock-kernel guest (512 MiB, 2 vCPUs, 256 MiB filled by
+# bench/dirtier) live-migrated over a unix socket by vmm and by QEMU
+# (-accel kvm, max-bandwidth unlimited, both with a 100 ms downtime limit),
+# idle and dirtying 20k pages/s, in the same run. Prints downtime, total time
+# and bytes sent, and the ratios vmm/QEMU (lower is better for vmm). Without
+# /dev/kvm it re-runs itself inside the nested-KVM sandbox, where only the
+# ratios mean anything.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ ! -w /dev/kvm ] && [ -z "${VMM_IN_SANDBOX:-}" ]; then
+	bash scripts/build.sh >/dev/null
+	echo "bench: no /dev/kvm here; running inside the nested-KVM sandbox"
+	exec bash test/sandbox/sandbox.sh --timeout 3000 -- env VMM_IN_SANDBOX=1 \
+		WORKLOADS="${WORKLOADS:-}" bash bench/migrate.sh
+fi
+WORKLOADS=${WORKLOADS:-"0 20000"}
+KERNEL=$(ls /boot/vmlinuz-* | sort -V | tail -1)
+L=$(mktemp -d /run/vmm-bench.XXXXXX 2>/dev/null || mktemp -d)
+QMP="python3 bench/qmp.py"
+pids=()
+trap 'kill -9 "${pids[@]}" 2>/dev/null || true; rm -rf "$L"' EXIT
+
+# The default initramfs plus /bin/dirtier, as a second concatenated cpio.
+mkdir -p "$L/root/bin"
+gcc -O2 -static -o "$L/root/bin/dirtier" bench/dirtier.c
+(cd "$L/root" && find . | cpio -o -H newc --quiet | gzip) >"$L/extra.gz"
+cat build/guest/initramfs.img "$L/extra.gz" >"$L/initrd.img"
+
+wait_log() {
+	for _ in $(seq 1 3000); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
+	echo "bench: timed out waiting for '$2' in $1" >&2; tail -5 "$1" >&2; exit 1
+}
+
+# field JSON PATH: prints a number from query-migrate's answer.
+field() { python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(eval('d'+sys.argv[2]))" "$1" "$2"; }
+
+# one PEER RATE: migrates once, prints "downtime_ms total_ms bytes".
+one() {
+	local peer=$1 rate=$2 cmd="console=ttyS0 vmm.run=\"/bin/dirtier 256 $2 &\"" r
+	rm -f "$L"/*.qmp "$L"/*.mig "$L"/*.log
+	if [ "$peer" = vmm ]; then
+		build/vmm run --memory 512M --cpus 2 --qmp "unix:$L/d.qmp" --serial "file:$L/d.log" \
+			--incoming "unix:$L/m.mig" >"$L/d.out" 2>&1 &
+		pids+=($!)
+		build/vmm run --memory 512M --cpus 2 --qmp "unix:$L/s.qmp" --serial "file:$L/s.log" \
+			--kernel "$KERNEL" --initrd "$L/initrd.img" --cmdline "$cmd" >"$L/s.out" 2>&1 &
+		pids+=($!)
+		bw=0
+	else
+		local q=(qemu-system-x86_64 -accel kvm -cpu host -m 512 -smp 2 -nodefaults -display none
+			 -kernel "$KERNEL" -initrd "$L/initrd.img" -append "$cmd")
+		"${q[@]}" -qmp "unix:$L/d.qmp,server=on,wait=off" -serial "file:$L/d.log" \
+			-incoming "unix:$L/m.mig" >"$L/d.out" 2>&1 &
+		pids+=($!)
+		"${q[@]}" -qmp "unix:$L/s.qmp,server=on,wait=off" -serial "file:$L/s.log" >"$L/s.out" 2>&1 &
+		pids+=($!)
+		bw=10737418240
+	fi
+	wait_log "$L/s.log" "dirtier: ready"
+	sleep 2
+	$QMP "$L/s.qmp" migrate-set-parameters "{\"downtime-limit\":100,\"max-bandwidth\":$bw}" >/dev/null
+	$QMP "$L/s.qmp" migrate "{\"uri\":\"unix:$L/m.mig\"}" >/dev/null
+	r=$($QMP "$L/s.qmp" wait-migration 900)
+	[ "$(field "$r" '["status"]')" = completed ] || { echo "bench: $peer migration: $r" >&2; exit 1; }
+	$QMP "$L/d.qmp" quit >/dev/null 2>&1 || true
+	$QMP "$L/s.qmp" quit >/dev/null 2>&1 || true
+	wait 2>/dev/null || true
+	pids=()
+	echo "$(field "$r" '["downtime"]') $(field "$r" '["total-time"]') $(field "$r" '["ram"]["transferred"]')"
+}
+
+ratio() { python3 -c "import sys; print(f'{float(sys.argv[1])/max(float(sys.argv[2]),1e-9):.2f}')" "$1" "$2"; }
+
+for rate in $WORKLOADS; do
+	read -r vd vt vb <<<"$(one vmm "$rate")"
+	read -r qd qt qb <<<"$(one qemu "$rate")"
+	label=$([ "$rate" = 0 ] && echo idle || echo "dirtying $rate pages/s")
+	echo "$label: downtime vmm ${vd} ms / qemu ${qd} ms = $(ratio "$vd" "$qd");" \
+		"total vmm ${vt} ms / qemu ${qt} ms = $(ratio "$vt" "$qt");" \
+		"bytes vmm $((vb >> 20)) MiB / qemu $((qb >> 20)) MiB = $(ratio "$vb" "$qb")"
+done

@@ -1,0 +1,311 @@
+/*
+ * Unit tests for the migration pieces that need no KVM: the io_uring channel
+ * over a socketpair (exact frames, EOF, stall timeout, corrupt frames), the
+ * destination's page receiver against a memfd guest RAM (bad GPAs refused
+ * before anything is written, zero pages), the guest-shape handshake checks,
+ * and save/load round trips of the serial and PM device state.
+ */
+#include <errno.h>
+#include <linux/kvm.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "vmm/chan.h"
+#include "vmm/pm.h"
+#include "vmm/ram.h"
+#include "vmm/serial.h"
+#include "vmm/shape.h"
+#include "vmm/vm.h"
+#include "vmm/vmstate.h"
+
+/* Two connected channels over a socketpair. */
+static void chan_pair(struct chan *a, struct chan *b, int timeout_ms)
+{
+	int sv[2];
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	memset(a, 0, sizeof(*a));
+	memset(b, 0, sizeof(*b));
+	a->fd = sv[0];
+	b->fd = sv[1];
+	assert_int_equal(io_uring_queue_init(8, &a->ring, 0), 0);
+	assert_int_equal(io_uring_queue_init(8, &b->ring, 0), 0);
+	a->ring_ok = b->ring_ok = true;
+	a->timeout_ms = b->timeout_ms = timeout_ms;
+}
+
+static void test_chan_frames(void **state)
+{
+	struct chan a, b;
+	struct stream_buf out, in;
+	struct stream_frame f;
+
+	chan_pair(&a, &b, 2000);
+	stream_buf_init(&out);
+	stream_buf_init(&in);
+	assert_int_equal(stream_u32_put(&out, STREAM_PASS_BEGIN, 7), 0);
+	assert_int_equal(stream_frame_put(&out, STREAM_DONE, NULL, 0), 0);
+	assert_int_equal(chan_send(&a, out.data, out.len), 0);
+	assert_int_equal(chan_recv_frame(&b, &f, &in, STREAM_MAX_CONTROL), 0);
+	assert_int_equal(f.type, STREAM_PASS_BEGIN);
+	assert_int_equal(in.len, 4);
+	assert_int_equal(in.data[0], 7);
+	assert_int_equal(chan_recv_frame(&b, &f, &in, STREAM_MAX_CONTROL), 0);
+	assert_int_equal(f.type, STREAM_DONE);
+	assert_int_equal(a.sent, out.len);
+	assert_int_equal(b.received, out.len);
+	/* A corrupted payload byte is caught by the crc. */
+	stream_buf_reset(&out);
+	assert_int_equal(stream_u32_put(&out, STREAM_PASS_END, 9), 0);
+	out.data[STREAM_FRAME_HDR_SIZE] ^= 1;
+	assert_int_equal(chan_send(&a, out.data, out.len), 0);
+	assert_int_equal(chan_recv_frame(&b, &f, &in, STREAM_MAX_CONTROL), -EBADMSG);
+	stream_buf_free(&out);
+	stream_buf_free(&in);
+	chan_close(&a);
+	chan_close(&b);
+}
+
+static void test_chan_eof_and_stall(void **state)
+{
+	struct chan a, b;
+	uint8_t buf[64];
+
+	chan_pair(&a, &b, 300);
+	assert_int_equal(chan_recv(&b, buf, sizeof(buf)), -ETIMEDOUT);
+	assert_int_equal(chan_send(&a, "abc", 3), 0);
+	chan_close(&a);
+	/* Three bytes arrive, then the peer is gone: a truncated stream. */
+	assert_int_equal(chan_recv(&b, buf, sizeof(buf)), -ECONNRESET);
+	assert_int_equal(chan_send(&b, buf, sizeof(buf)), -EPIPE);
+	chan_close(&b);
+}
+
+static void test_chan_uri(void **state)
+{
+	char err[256];
+	struct chan c;
+
+	assert_int_equal(chan_listen("ftp:x", err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "unsupported"));
+	assert_int_equal(chan_listen("tcp:127.0.0.1", err, sizeof(err)), -EINVAL);
+	assert_int_equal(chan_connect(&c, "unix:/nonexistent/sock", 500, err, sizeof(err)), -ENOENT);
+	assert_non_null(strstr(err, "cannot connect"));
+}
+
+/* A PAGES payload (without the frame header) with the given pages. */
+static void make_pages(struct stream_buf *b, const uint64_t *gpas, const void *const *data,
+		       int n)
+{
+	struct stream_page_batch pb;
+
+	stream_buf_reset(b);
+	assert_int_equal(stream_pages_begin(b, &pb), 0);
+	for (int i = 0; i < n; i++)
+		assert_int_equal(stream_pages_add(b, &pb, gpas[i], data[i]), 0);
+	assert_int_equal(stream_pages_end(b, &pb), 0);
+}
+
+static void test_ram_receive(void **state)
+{
+	static uint8_t page[4096];
+	struct vm vm = { 0 };
+	struct ram_receiver r;
+	struct stream_buf b;
+	uint8_t *ram;
+	const void *data[2] = { page, page };
+	uint64_t good[2] = { 0x10000, 0x20000 };
+	uint64_t bad[2] = { 0x30000, 64ULL << 20 };   /* second is past RAM */
+
+	assert_int_equal(mem_init(&vm.mem, 64ULL << 20), 0);
+	ram = vm.mem.base;
+	assert_int_equal(ram_recv_init(&r, &vm), 0);
+	stream_buf_init(&b);
+	memset(page, 0xAB, sizeof(page));
+	make_pages(&b, good, data, 2);
+	assert_int_equal(ram_recv_pages(&r, b.data + STREAM_FRAME_HDR_SIZE,
+					b.len - STREAM_FRAME_HDR_SIZE), 0);
+	assert_int_equal(ram[0x10000], 0xAB);
+	assert_int_equal(ram[0x20FFF], 0xAB);
+	/* One bad GPA in a batch: refused before the good page is written. */
+	make_pages(&b, bad, data, 2);
+	assert_int_equal(ram_recv_pages(&r, b.data + STREAM_FRAME_HDR_SIZE,
+					b.len - STREAM_FRAME_HDR_SIZE), -EFAULT);
+	assert_int_equal(ram[0x30000], 0);
+	/* A zero page clears a page that had data. */
+	data[0] = NULL;
+	make_pages(&b, good, data, 1);
+	assert_int_equal(ram_recv_pages(&r, b.data + STREAM_FRAME_HDR_SIZE,
+					b.len - STREAM_FRAME_HDR_SIZE), 0);
+	assert_int_equal(ram[0x10000], 0);
+	assert_int_equal(ram[0x20000], 0xAB);
+	/* Truncated payload. */
+	assert_int_not_equal(ram_recv_pages(&r, b.data + STREAM_FRAME_HDR_SIZE, 7), 0);
+	stream_buf_free(&b);
+	ram_recv_destroy(&r);
+	mem_destroy(&vm.mem);
+}
+
+static struct kvm_cpuid2 *cpuid_one(uint32_t ecx7)
+{
+	struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + sizeof(c->entries[0]));
+
+	c->nent = 1;
+	c->entries[0] = (struct kvm_cpuid_entry2){ .function = 7, .index = 0, .ecx = ecx7 };
+	return c;
+}
+
+static void test_shape_check(void **state)
+{
+	struct shape g = { .mem_size = 512 << 20, .nr_vcpus = 2, .nr_devices = 1 };
+	struct shape h;
+	struct stream_buf b;
+	struct stream_reader rd;
+	struct shape parsed;
+	char err[256];
+	struct kvm_cpuid2 *sup = cpuid_one(0x5);
+
+	strcpy(g.dev_id[0], "serial0");
+	strcpy(g.dev_type[0], "serial");
+	strcpy(g.cpu.vendor, "AuthenticAMD");
+	g.cpu.family = 0x19;
+	g.cpuid = cpuid_one(0x1);
+	h = g;
+	assert_int_equal(shape_check(&g, &h, sup, err, sizeof(err)), 0);
+	h.mem_size = 256 << 20;
+	assert_int_equal(shape_check(&g, &h, sup, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "512 MiB"));
+	h = g;
+	h.nr_vcpus = 4;
+	assert_int_equal(shape_check(&g, &h, sup, err, sizeof(err)), -EINVAL);
+	h = g;
+	strcpy(h.dev_id[0], "serial1");
+	assert_int_equal(shape_check(&g, &h, sup, err, sizeof(err)), -EINVAL);
+	h = g;
+	strcpy(h.cpu.vendor, "GenuineIntel");
+	assert_int_equal(shape_check(&g, &h, sup, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "CPU mismatch"));
+	h = g;
+	h.cpu.family = 0x17;
+	assert_int_equal(shape_check(&g, &h, sup, err, sizeof(err)), -EINVAL);
+	/* A feature bit the destination's KVM lacks. */
+	g.cpuid->entries[0].ecx = 0x8;
+	assert_int_equal(shape_check(&g, &g, sup, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "0x00000008"));
+	/* Encode and decode; every truncation fails. */
+	stream_buf_init(&b);
+	assert_int_equal(shape_put(&b, &g), 0);
+	stream_reader_init(&rd, b.data + STREAM_FRAME_HDR_SIZE, b.len - STREAM_FRAME_HDR_SIZE);
+	assert_int_equal(shape_parse(&rd, &parsed), 0);
+	assert_int_equal(parsed.mem_size, g.mem_size);
+	assert_string_equal(parsed.dev_id[0], "serial0");
+	assert_int_equal(parsed.cpuid->entries[0].ecx, 0x8);
+	shape_free(&parsed);
+	for (size_t n = 0; n < b.len - STREAM_FRAME_HDR_SIZE; n++) {
+		stream_reader_init(&rd, b.data + STREAM_FRAME_HDR_SIZE, n);
+		assert_int_equal(shape_parse(&rd, &parsed), -EBADMSG);
+	}
+	stream_buf_free(&b);
+	free(g.cpuid);
+	free(sup);
+}
+
+static void no_irq(void *opaque, int level)
+{
+	(void)opaque;
+	(void)level;
+}
+
+static void uart_write(struct serial *s, unsigned off, uint8_t v)
+{
+	serial_pio(s, off, &v, 1, true);
+}
+
+/* Saves DEV's state, loads it into TO's, applies it; returns load's result. */
+static int round_trip(const struct device_ops *ops, void *from, void *to, bool corrupt_len)
+{
+	struct stream_buf b;
+	struct stream_reader r;
+	int ret;
+
+	stream_buf_init(&b);
+	assert_int_equal(ops->sync_state(from), 0);
+	assert_int_equal(vmstate_save(ops->vmsd, ops->state(from), &b), 0);
+	if (corrupt_len)
+		b.data[b.len - 1 - 64 - 1] = 0xFF;   /* high byte of serial rx_len */
+	stream_reader_init(&r, b.data, b.len);
+	ret = vmstate_load(ops->vmsd, ops->state(to), &r, ops->vmsd->version_id);
+	if (!ret)
+		assert_int_equal(ops->apply_state(to), 0);
+	stream_buf_free(&b);
+	return ret;
+}
+
+static void test_serial_state(void **state)
+{
+	struct serial a, b;
+	uint8_t v;
+
+	serial_init(&a, -1, no_irq, NULL);
+	serial_init(&b, -1, no_irq, NULL);
+	uart_write(&a, 3, 0x83);        /* DLAB */
+	uart_write(&a, 0, 0x01);        /* divisor 1 */
+	uart_write(&a, 3, 0x03);        /* 8N1 */
+	uart_write(&a, 1, 0x05);        /* IER */
+	uart_write(&a, 7, 0x5A);        /* scratch */
+	assert_int_equal(serial_input(&a, (const uint8_t *)"hi", 2), 2);
+	assert_int_equal(round_trip(&serial_device_ops, &a, &b, false), 0);
+	serial_pio(&b, 7, &v, 1, false);
+	assert_int_equal(v, 0x5A);
+	serial_pio(&b, 1, &v, 1, false);
+	assert_int_equal(v, 0x05);
+	serial_pio(&b, 0, &v, 1, false);
+	assert_int_equal(v, 'h');
+	serial_pio(&b, 0, &v, 1, false);
+	assert_int_equal(v, 'i');
+	/* A FIFO length beyond the FIFO is refused and changes nothing. */
+	serial_init(&b, -1, no_irq, NULL);
+	assert_int_not_equal(round_trip(&serial_device_ops, &a, &b, true), 0);
+	serial_pio(&b, 7, &v, 1, false);
+	assert_int_equal(v, 0);
+	serial_destroy(&a);
+	serial_destroy(&b);
+}
+
+static void test_pm_state(void **state)
+{
+	struct pm a = { 0 }, b = { 0 };
+	uint16_t en = PM1_PWRBTN_EN;
+
+	pthread_mutex_init(&a.lock, NULL);
+	pthread_mutex_init(&b.lock, NULL);
+	a.irq = b.irq = no_irq;
+	pm_pio(&a, PM1A_EVT_PORT + 2, (uint8_t *)&en, 2, true);
+	pm_power_button(&a);
+	assert_int_equal(round_trip(&pm_device_ops, &a, &b, false), 0);
+	assert_int_equal(b.sts & PM1_PWRBTN_STS, PM1_PWRBTN_STS);
+	assert_int_equal(b.en, PM1_PWRBTN_EN);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_chan_frames),
+		cmocka_unit_test(test_chan_eof_and_stall),
+		cmocka_unit_test(test_chan_uri),
+		cmocka_unit_test(test_ram_receive),
+		cmocka_unit_test(test_shape_check),
+		cmocka_unit_test(test_serial_state),
+		cmocka_unit_test(test_pm_state),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
