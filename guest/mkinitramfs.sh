@@ -8,7 +8,8 @@
 #   poweroff -> poweroff -f     reboot -> reboot -f     panic -> sysrq 'c' (kernel panic)
 #   anything else / absent -> shell on the console; leaving it powers the guest off.
 # Before acting it prints exactly one line `VMM-GUEST: ready cpus=N` (online CPUs).
-# An ACPI power-button press (busybox acpid) also runs `poweroff -f`.
+# Test hook: vmm.run="CMDS" (no " inside) runs CMDS with sh after "ready", before the
+# action. An ACPI power-button press (busybox acpid) also runs `poweroff -f`.
 set -euo pipefail
 
 die() { echo "mkinitramfs: $*" >&2; exit 1; }

@@ -1,21 +1,35 @@
 #!/bin/bash
 # Sets up this machine, builds vmm and runs every test: the unit tests (no KVM
 # needed) and the KVM suite (inside the nested-KVM sandbox when this machine
-# has no /dev/kvm). Ends with one line "tests: N passed, N failed".
+# has no /dev/kvm). Ends with one line "tests: N passed, N failed", counting
+# each unit test program and each KVM test script.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh || exit 1
 bash scripts/build.sh || exit 1
 
-out=build/test-summary.txt
+out=build/test-output.txt
 meson test -C build --print-errorlogs --num-processes 2 "$@" 2>&1 | tee "$out"
 status=${PIPESTATUS[0]}
-count() { sed -n "s/^$1: *\([0-9]*\).*/\1/p" "$out" | tail -1; }
-ok=$(count Ok)
-fail=$(( ${ok:+0} + $(count Fail || echo 0) + $(count Timeout || echo 0) + $(count 'Unexpected Pass' || echo 0) ))
-skipped=$(count Skipped)
-# A skipped test hides a failure here: none is allowed.
-[ "${skipped:-0}" = 0 ] || { echo "tests: ${skipped} skipped, which is not allowed"; status=1; }
-[ "${ok:-0}" -gt 0 ] || status=1
-echo "tests: ${ok:-0} passed, ${fail} failed"
+log=build/meson-logs/testlog.txt
+
+# Unit programs from meson's per-test lines; KVM scripts from the suite's own
+# "kvm: N passed, M failed" line (the suite counts as one meson test).
+unit_ok=$(grep -cE '^ *[0-9]+/[0-9]+ vmm:unit / .* OK ' "$out" || true)
+unit_fail=$(grep -cE '^ *[0-9]+/[0-9]+ vmm:unit / .* (FAIL|TIMEOUT|ERROR)' "$out" || true)
+kvm_line=$(grep -E '^kvm: [0-9]+ passed, [0-9]+ failed' "$log" 2>/dev/null | tail -1)
+kvm_ok=$(sed -n 's/^kvm: \([0-9]*\) passed.*/\1/p' <<<"$kvm_line")
+kvm_fail=$(sed -n 's/^kvm: [0-9]* passed, \([0-9]*\) failed.*/\1/p' <<<"$kvm_line")
+if grep -qE 'vmm:kvm / kvm-suite +(FAIL|TIMEOUT|ERROR)' "$out" && [ "${kvm_fail:-0}" = 0 ]; then
+	kvm_fail=1   # the suite failed before it could count
+fi
+if grep -qE '^Skipped: *[1-9]' "$out"; then
+	echo "tests: a test was skipped, which is not allowed"
+	status=1
+fi
+[ -n "$kvm_line" ] && echo "$kvm_line"
+passed=$((unit_ok + ${kvm_ok:-0}))
+failed=$((unit_fail + ${kvm_fail:-0}))
+[ "$passed" -gt 0 ] || status=1
+echo "tests: $passed passed, $failed failed"
 exit "$status"

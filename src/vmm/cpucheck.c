@@ -319,8 +319,10 @@ int cpucheck_from_json(const char *text, struct cpucheck_host *h, char *err, siz
 		return -ENOMEM;
 	root = json_tokener_parse_ex(tok, text, (int)strnlen(text, 1 << 24));
 	if (!root || json_tokener_get_error(tok) != json_tokener_success) {
-		snprintf(err, errlen, "not JSON: %s",
-			 json_tokener_error_desc(json_tokener_get_error(tok)));
+		enum json_tokener_error je = json_tokener_get_error(tok);
+
+		snprintf(err, errlen, "not JSON: %s", je == json_tokener_continue ?
+			 "truncated" : json_tokener_error_desc(je));
 		json_tokener_free(tok);
 		json_object_put(root);
 		return -EINVAL;
@@ -385,7 +387,7 @@ static int cpucheck_report(const struct cpucheck_host *src, const char *src_name
 		       dst->cpu.vendor, dst->cpu.family);
 		return 0;
 	}
-	printf("incompatible: %s\n", r.reason);
+	printf("incompatible: the migration handshake on %s would refuse: %s\n", dst_name, r.reason);
 	if (r.nr_missing) {
 		printf("missing on %s:", dst_name);
 		for (int i = 0; i < r.nr_missing; i++)

@@ -5,10 +5,12 @@
 # cds to the caller's cwd and runs CMD; CMD's output streams to stdout as it runs and
 # CMD's exit status becomes this script's exit status.
 #
-# Usage: sandbox.sh [--timeout SECS] [--mem MB] [--keep] -- CMD [ARGS...]
+# Usage: sandbox.sh [--timeout SECS] [--mem MB] [--smp N] [--keep] -- CMD [ARGS...]
 #   --timeout SECS  bound on the whole run, boot included (default 3000). On expiry QEMU
 #                   is killed and the script exits 124.
 #   --mem MB        guest memory (default 4096).
+#   --smp N         emulated CPUs (default 1, the stable setting; N>1 uses one host
+#                   thread round-robin unless SANDBOX_MTTCG=1).
 #   --keep          keep the run directory (kernel console log etc.) and print its path.
 # Environment:
 #   SANDBOX_ENV="A B"   extra variable names to pass in (always passed: PATH HOME USER
@@ -16,15 +18,18 @@
 #   SANDBOX_KVER        kernel version to boot (default: newest one that has both
 #                       /boot/vmlinuz-KVER and /lib/modules/KVER).
 #   SANDBOX_CACHE       cache dir (default ${XDG_CACHE_HOME:-~/.cache}/vmm-sandbox).
+#   SANDBOX_SMP=N       same as --smp N.
+#   SANDBOX_KVM_AMD_OPTS  kvm_amd module options inside (default "vgif=0", see below).
 # Exit status: CMD's status; 124 on timeout; 125 when the sandbox itself failed (QEMU
 # died, guest panicked, no /dev/kvm inside, 9p mount failed...) -- with a message on stderr.
 #
 # Inside the guest: / is the host's / (9p, root, passthrough); /proc /sys /dev /dev/pts
 # /dev/shm are fresh; /run and /tmp are guest tmpfs (unix sockets can't live on 9p, and
 # the host's /tmp is NOT visible there); CMD's stdin is /dev/null; `modprobe` (also the
-# kernel's auto-loading) uses the host's /lib/modules. Only one CPU is emulated (-smp 1:
-# multi-threaded TCG was seen to panic under load), so everything is slow: compare
-# ratios measured in the same run, never absolute times.
+# kernel's auto-loading) uses the host's /lib/modules; kvm_amd is loaded with vgif=0.
+# By default one CPU is emulated (-smp 1: multi-threaded TCG was seen to panic under
+# load), so everything is slow: compare ratios measured in the same run, never
+# absolute times.
 set -euo pipefail
 
 SELF=$(readlink -f "$0")
@@ -78,6 +83,11 @@ fi
 # Modules for the outer guest, loaded in this order (dependencies resolved by modprobe
 # from the staged modules.dep). Built-in ones are fine: modprobe treats them as loaded.
 KVM_MODULES="irqbypass ccp kvm kvm_amd"
+# kvm_amd vgif=0: with QEMU 7.2's TCG emulation of virtual GIF, nested guests with 2+
+# vCPUs (e.g. qemu -accel kvm -smp 2) hung at random points in about half the boots
+# (sometimes wedging this whole guest); with vgif=0 every such boot completed.
+KVM_AMD_OPTS=${SANDBOX_KVM_AMD_OPTS-vgif=0}
+case $KVM_AMD_OPTS in *[!A-Za-z0-9_=,.\ -]*) die "SANDBOX_KVM_AMD_OPTS has odd characters" ;; esac
 P9_MODULES="netfs fscache 9pnet virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci 9pnet_virtio 9p"
 
 # --- the outer guest's /init (hashed into the cache key together with this script) --
@@ -107,7 +117,8 @@ done
 
 say "loading kvm modules"
 for m in @KVM_MODULES@; do
-	modprobe "$m" || say "warning: modprobe $m failed"
+	case $m in kvm_amd) opts="@KVM_AMD_OPTS@" ;; *) opts= ;; esac
+	modprobe "$m" $opts || say "warning: modprobe $m $opts failed"
 done
 [ -c /dev/kvm ] || modprobe kvm_intel 2>/dev/null
 [ -c /dev/kvm ] || fatal "/dev/kvm did not appear (is SVM exposed? qemu -cpu max; dmesg: $(dmesg | grep -i -E 'kvm|svm' | tail -n 3 | tr '\n' ' '))"
@@ -168,7 +179,7 @@ EOF
 # --- cached initramfs ----------------------------------------------------------------
 CACHE=${SANDBOX_CACHE:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/vmm-sandbox}
 mkdir -p "$CACHE" || die "cannot create cache dir $CACHE"
-KEY=$( { sha256sum "$SELF" /bin/busybox "/lib/modules/$KVER/modules.dep"; } |
+KEY=$( { sha256sum "$SELF" /bin/busybox "/lib/modules/$KVER/modules.dep"; echo "$KVM_AMD_OPTS"; } |
 	sha256sum | cut -c1-16)
 INITRD=$CACHE/initramfs-$KVER-$KEY.img
 
@@ -192,7 +203,8 @@ build_initrd() {
 	(cd "$stage/lib/modules/$KVER" && find kernel -name '*.ko*' | LC_ALL=C sort) \
 		>"$stage/lib/modules/$KVER/modules.order"
 	depmod -b "$stage" "$KVER" || { rm -rf "$stage"; die "depmod on the staged modules failed"; }
-	guest_init | sed -e "s/@KVM_MODULES@/$KVM_MODULES/" -e "s/@P9_MODULES@/$P9_MODULES/" >"$stage/init"
+	guest_init | sed -e "s/@KVM_MODULES@/$KVM_MODULES/" -e "s/@P9_MODULES@/$P9_MODULES/" \
+		-e "s/@KVM_AMD_OPTS@/$KVM_AMD_OPTS/" >"$stage/init"
 	modprobe_chroot >"$stage/sbin/modprobe-chroot"
 	chmod 755 "$stage/init" "$stage/sbin/modprobe-chroot"
 	(cd "$stage" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0) |
