@@ -6,12 +6,15 @@
 # IOPS for each and the vmm/QEMU ratios (higher is better for vmm). Without
 # /dev/kvm it re-runs itself inside the nested-KVM sandbox, where times are
 # emulated and only the ratios mean anything. Needs root (loop mount).
+# BENCH_LOGS=DIR (visible on both sides, e.g. under the work tree) keeps the
+# guest serial logs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=$(readlink -f "${1:-${VMM_BUILD:-build}}")
 if [ ! -w /dev/kvm ] && [ -z "${VMM_IN_SANDBOX:-}" ]; then
 	echo "bench: no /dev/kvm here; running inside the nested-KVM sandbox"
-	exec bash test/sandbox/sandbox.sh --timeout 3000 -- env VMM_IN_SANDBOX=1 bash bench/blk.sh "$BUILD"
+	exec bash test/sandbox/sandbox.sh --timeout 3000 -- env VMM_IN_SANDBOX=1 BENCH_LOGS="${BENCH_LOGS:-}" \
+		bash bench/blk.sh "$BUILD"
 fi
 VMM=$BUILD/vmm
 KERNEL=$(ls /boot/vmlinuz-* | sort -V | tail -1)
@@ -32,19 +35,23 @@ IMG=$W/mnt/disk.img
 fallocate -l 512M "$IMG"
 
 # The jobs: sequential 1 MiB writes and reads, 4 KiB reads and writes (QD1).
-JOBS='dd if=/dev/zero of=/dev/vda bs=1M count=192 oflag=direct 2>&1 | sed -n s/.*copied,./SEQW=/p;
-dd if=/dev/vda of=/dev/null bs=1M count=192 iflag=direct 2>&1 | sed -n s/.*copied,./SEQR=/p;
-dd if=/dev/vda of=/dev/null bs=4k count=3000 skip=1000 iflag=direct 2>&1 | sed -n s/.*copied,./RND4R=/p;
-dd if=/dev/zero of=/dev/vda bs=4k count=1500 seek=5000 oflag=direct 2>&1 | sed -n s/.*copied,./RND4W=/p'
+JOBS='u() { read s x </proc/uptime; echo $s; };
+a=$(u); dd if=/dev/zero of=/dev/vda bs=1M count=64 oflag=direct 2>/dev/null; echo SEQW=$a,$(u);
+a=$(u); dd if=/dev/vda of=/dev/null bs=1M count=64 iflag=direct 2>/dev/null; echo SEQR=$a,$(u);
+a=$(u); dd if=/dev/vda of=/dev/null bs=4k count=1000 skip=1000 iflag=direct 2>/dev/null; echo RND4R=$a,$(u);
+a=$(u); dd if=/dev/zero of=/dev/vda bs=4k count=500 seek=5000 oflag=direct 2>/dev/null; echo RND4W=$a,$(u)'
 JOBS=$(printf '%s' "$JOBS" | tr '\n' ' ')
 CMDLINE="console=ttyS0 quiet vmm.action=poweroff vmm.run=\"$JOBS\""
 
 run() {   # run NAME CMD... -> NAME.log
-	local name=$1
+	local name=$1 t0=$SECONDS
 	shift
+	echo "bench: running $name" >&2
 	echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
 	timeout 900 "$@" </dev/null >"$W/$name.log" 2>&1 || { echo "bench: $name failed" >&2; tail -5 "$W/$name.log" >&2; exit 1; }
+	[ -z "${BENCH_LOGS:-}" ] || cp "$W/$name.log" "$BENCH_LOGS/"
 	grep -q "RND4W=" "$W/$name.log" || { echo "bench: $name: no results" >&2; tail -20 "$W/$name.log" >&2; exit 1; }
+	echo "bench: $name took $((SECONDS - t0)) s" >&2
 }
 run vmm "$VMM" run --kernel "$KERNEL" --initrd "$INITRD" --memory 256M --cpus 2 --serial stdio \
 	--cmdline "$CMDLINE" --disk "$IMG"
@@ -55,10 +62,10 @@ run qemu-none "$QEMU" "${QARGS[@]}" -drive "file=$IMG,if=none,id=d0,format=raw,c
 run qemu-wb "$QEMU" "${QARGS[@]}" -drive "file=$IMG,if=none,id=d0,format=raw,cache=writeback,aio=io_uring" \
 	-device virtio-blk-pci,drive=d0
 
-# "SEQW=1.234 seconds, 155.6MB/s" -> seconds
-secs() { tr -d '\r' <"$W/$1.log" | sed -n "s/^$2=\([0-9.]*\) seconds.*/\1/p" | tail -1; }
+# "SEQW=12.34,15.67" (guest uptime before, after) -> seconds
+secs() { tr -d '\r' <"$W/$1.log" | sed -n "s/^$2=\([0-9.]*\),\([0-9.]*\)$/\2 - \1/p" | tail -1 | bc -l; }
 printf '%-8s %12s %12s %12s %14s %14s\n' job vmm qemu-none qemu-wb vmm/qemu-none vmm/qemu-wb
-for j in SEQW:192:MB/s SEQR:192:MB/s RND4R:3000:IOPS RND4W:1500:IOPS; do
+for j in SEQW:64:MB/s SEQR:64:MB/s RND4R:1000:IOPS RND4W:500:IOPS; do
 	IFS=: read -r name n unit <<<"$j"
 	v=$(secs vmm "$name"); q=$(secs qemu-none "$name"); w=$(secs qemu-wb "$name")
 	printf '%-8s %9.1f%s %9.1f%s %9.1f%s %14.2f %14.2f\n' "$name" \

@@ -29,7 +29,7 @@ cat build/guest/initramfs.img "$L/extra.gz" >"$L/initrd.img"
 
 wait_log() {
 	for _ in $(seq 1 3000); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
-	echo "bench: timed out waiting for '$2' in $1" >&2; tail -5 "$1" >&2; exit 1
+	echo "bench: timed out waiting for '$2' in $1" >&2; tail -5 "$1" "$L"/*.out >&2; exit 1
 }
 
 # field JSON PATH: prints a number from query-migrate's answer.
@@ -57,7 +57,9 @@ one() {
 		pids+=($!)
 		bw=10737418240
 	fi
+	echo "bench: $peer, $rate pages/s: booting" >&2
 	wait_log "$L/s.log" "dirtier: ready"
+	echo "bench: $peer: guest ready, migrating" >&2
 	sleep 2
 	$QMP "$L/s.qmp" migrate-set-parameters "{\"downtime-limit\":100,\"max-bandwidth\":$bw}" >/dev/null
 	$QMP "$L/s.qmp" migrate "{\"uri\":\"unix:$L/m.mig\"}" >/dev/null

@@ -22,6 +22,7 @@ enum serial_mode { SERIAL_STDIO, SERIAL_FILE, SERIAL_NONE };
 struct cli_disk {
 	const char *path;
 	bool readonly;
+	bool direct;       /* O_DIRECT: bypass the host page cache */
 	const char *serial;
 };
 

@@ -15,6 +15,12 @@ struct acpi_extra;
  * for acpi_build; 0 or -errno with a message printed. */
 int devices_create(struct vm *vm, const struct vmm_config *cfg, struct acpi_extra *extra)
 	VMM_MUST_CHECK;
+/* Takes the disk image locks (flock) that devices_create skipped because
+ * cfg->incoming was set: the destination calls it when it takes over the
+ * guest (after the source dropped them); 0 or -errno with a message. */
+int devices_lock_images(void) VMM_MUST_CHECK;
+/* Drops the disk image locks (the source, once the destination may run). */
+void devices_unlock_images(void);
 /* Stops the I/O threads and releases the devices; call after the vCPUs
  * have been joined and before vm_destroy (guest RAM must still be mapped).
  * Safe if devices_create failed or never ran. */

@@ -64,6 +64,7 @@ static int devices_build(struct vm *vm, const struct vmm_config *cfg, struct dev
 		const struct cli_disk *cd = &cfg->disks[i];
 		struct virtio_blk_config bc = {
 			.path = cd->path, .readonly = cd->readonly, .serial = cd->serial,
+			.direct = cd->direct,
 			.lock = !cfg->incoming,
 		};
 
@@ -129,6 +130,23 @@ int devices_create(struct vm *vm, const struct vmm_config *cfg, struct acpi_extr
 	if (err)
 		vmm_err("cannot start the device threads: %s", strerror(-err));
 	return err;
+}
+
+int devices_lock_images(void)
+{
+	for (int i = 0; devices && i < devices->nr_blks; i++) {
+		int err = virtio_blk_lock(devices->blks[i]);
+
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+void devices_unlock_images(void)
+{
+	for (int i = 0; devices && i < devices->nr_blks; i++)
+		virtio_blk_unlock(devices->blks[i]);
 }
 
 void devices_destroy(void)

@@ -14,6 +14,7 @@
 #include "vmm/cpuid.h"
 #include "vmm/cpustate.h"
 #include "vmm/device.h"
+#include "vmm/devices.h"
 #include "vmm/privilege.h"
 #include "vmm/ram.h"
 #include "vmm/shape.h"
@@ -31,6 +32,7 @@ struct mig_dst {
 	struct vm_kvm_state ks;
 	bool have_ks;
 	bool loaded[DEVICE_MAX];
+	bool paused[DEVICE_MAX];    /* device quiesced before its state is loaded */
 	char err[256];
 };
 
@@ -142,6 +144,13 @@ static int dst_device(struct mig_dst *d, struct stream_reader *r)
 		ret = vmstate_load(&vm_kvm_state_vmsd, &d->ks, r, vm_kvm_state_vmsd.version_id);
 		d->have_ks = !ret;
 	} else if ((dev = device_find(d->m->vm, id)) && dev->ops->vmsd) {
+		int i = (int)(dev - d->m->vm->devices);
+
+		/* Its I/O thread must not read the state while it is replaced. */
+		if (dev->ops->pause && !d->paused[i]) {
+			dev->ops->pause(dev->opaque);
+			d->paused[i] = true;
+		}
 		ret = vmstate_load(dev->ops->vmsd, dev->ops->state(dev->opaque), r,
 				   dev->ops->vmsd->version_id);
 		d->loaded[dev - d->m->vm->devices] = !ret;
@@ -252,6 +261,14 @@ static int dst_handoff(struct mig_dst *d)
 	if (ret || f.type != STREAM_GO)
 		return dst_fail(d, ret, "no GO from the source (%s): the guest stays there",
 				ret ? strerror(-ret) : "unexpected frame");
+	/* Shared storage: the source dropped its image locks before GO. */
+	ret = devices_lock_images();
+	if (ret) {
+		dst_fail(d, ret, "cannot lock the disk images: the guest stays on the source");
+		if (stream_reason_put(&d->buf, STREAM_FAIL, d->err) == 0 && mig_flush(m, &d->buf))
+			vmm_warn("could not tell the source");
+		return ret;
+	}
 	ret = stream_frame_put(&d->buf, STREAM_STARTED, NULL, 0) ?: mig_flush(m, &d->buf);
 	if (ret)
 		vmm_warn("could not confirm the start to the source: %s", strerror(-ret));
@@ -259,6 +276,12 @@ static int dst_handoff(struct mig_dst *d)
 		vmm_warn("KVM_SET_CLOCK failed: %s", strerror(errno));
 	vm_set_phase(m->vm, VM_PHASE_NORMAL);
 	ret = vm_start(m->vm);
+	for (int i = 0; !ret && i < device_count(m->vm); i++) {
+		struct device *dev = device_get(m->vm, i);
+
+		if (d->paused[i] && dev->ops->resume)
+			dev->ops->resume(dev->opaque);
+	}
 	return ret ? dst_fail(d, ret, "cannot start the vCPUs") : 0;
 }
 

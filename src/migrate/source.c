@@ -9,6 +9,7 @@
 #include "migrate_int.h"
 #include "vmm/cpustate.h"
 #include "vmm/device.h"
+#include "vmm/devices.h"
 #include "vmm/privilege.h"
 #include "vmm/ram.h"
 #include "vmm/shape.h"
@@ -25,6 +26,7 @@ struct mig_src {
 	struct stream_buf in;
 	struct ram_tracker ram;
 	bool tracking, paused;
+	bool unlocked;            /* disk image locks dropped for the handoff */
 	char err[256];
 	uint64_t pause_ns;
 	double bw;                /* measured bytes/s */
@@ -310,8 +312,11 @@ static int src_handoff(struct mig_src *s)
 	pthread_mutex_unlock(&m->lock);
 	if (!m->handoff)
 		return -ECANCELED;
-	/* From here on the guest must not run in two places. */
+	/* From here on the guest must not run in two places. The disks are on
+	 * shared storage: the destination takes their locks on GO. */
 	vm_set_phase(m->vm, VM_PHASE_POSTMIGRATE);
+	devices_unlock_images();
+	s->unlocked = true;
 	ret = stream_frame_put(&s->buf, STREAM_GO, NULL, 0) ?: mig_flush(m, &s->buf);
 	if (!ret)
 		ret = src_expect(s, STREAM_STARTED, "STARTED");
@@ -337,6 +342,8 @@ static void src_finish(struct mig_src *s, int ret)
 
 	if (s->tracking)
 		ram_track_stop(&s->ram);
+	if (ret < 0 && s->unlocked && devices_lock_images())
+		vmm_warn("could not take the disk image locks back");
 	if (ret < 0 && s->paused && vm_resume(m->vm))
 		vmm_warn("could not resume the guest after a failed migration");
 	pthread_mutex_lock(&m->lock);

@@ -97,6 +97,10 @@ static int cli_disk(struct vmm_config *c, char *v, char *err, size_t errlen)
 			d->readonly = true;
 		else if (!strcmp(opt, "readonly=off"))
 			d->readonly = false;
+		else if (!strcmp(opt, "direct=on"))
+			d->direct = true;
+		else if (!strcmp(opt, "direct=off"))
+			d->direct = false;
 		else if (!strncmp(opt, "serial=", 7) && strlen(opt + 7) <= 20)
 			d->serial = opt + 7;
 		else
@@ -340,7 +344,8 @@ static const char usage_run[] =
 	"  --cpus N            number of vCPUs, 1-64 (default 1)\n"
 	"  --serial MODE       stdio | file:PATH | none (default stdio; Ctrl-A x quits)\n"
 	"  --qmp unix:PATH     QMP control socket\n"
-	"  --disk PATH[,readonly=on][,serial=ID]   virtio block device (repeatable)\n"
+	"  --disk PATH[,readonly=on][,serial=ID][,direct=on]\n"
+	"                      virtio block device (repeatable; direct=on: O_DIRECT)\n"
 	"  --net tap=NAME[,mac=MAC]                virtio network device (repeatable)\n"
 	"  --incoming URI      wait for an incoming migration (tcp:HOST:PORT, unix:PATH, defer)\n"
 	"  --quiet             no informational messages\n"

@@ -377,6 +377,8 @@ int run_main(struct vmm_config *cfg)
 	status = run_report(&c);
 out:
 	migrate_free(c.mig);
+	vm_join(&c.vm);
+	devices_destroy();
 	qmp_server_destroy(c.qmp);
 	if (c.tty_raw)
 		tcsetattr(STDIN_FILENO, TCSANOW, &c.saved_tty);

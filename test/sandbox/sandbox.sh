@@ -20,6 +20,8 @@
 #   SANDBOX_CACHE       cache dir (default ${XDG_CACHE_HOME:-~/.cache}/vmm-sandbox).
 #   SANDBOX_SMP=N       same as --smp N.
 #   SANDBOX_KVM_AMD_OPTS  kvm_amd module options inside (default "vgif=0", see below).
+#   SANDBOX_STALL=SECS  declare the guest wedged (exit 125) after SECS without console
+#                       output; the guest prints a heartbeat every 20 s (default 600).
 # Exit status: CMD's status; 124 on timeout; 125 when the sandbox itself failed (QEMU
 # died, guest panicked, no /dev/kvm inside, 9p mount failed...) -- with a message on stderr.
 #
@@ -30,6 +32,10 @@
 # By default one CPU is emulated (-smp 1: multi-threaded TCG was seen to panic under
 # load), so everything is slow: compare ratios measured in the same run, never
 # absolute times.
+
+# The whole script is one { ...; } group: bash parses it completely before running it,
+# so editing this file never disturbs sandboxes that are already running.
+{
 set -euo pipefail
 
 SELF=$(readlink -f "$0")
@@ -82,6 +88,13 @@ fi
 
 # Modules for the outer guest, loaded in this order (dependencies resolved by modprobe
 # from the staged modules.dep). Built-in ones are fine: modprobe treats them as loaded.
+# The guest prints a heartbeat every HEARTBEAT s; no console output for STALL s means
+# it is wedged (seen with nested KVM under TCG): qemu is then killed early.
+HEARTBEAT=20
+STALL=${SANDBOX_STALL:-600}
+case $STALL in ''|*[!0-9]*) die "SANDBOX_STALL must be seconds" ;; esac
+[ "$STALL" -ge $((HEARTBEAT * 3)) ] || die "SANDBOX_STALL must be at least $((HEARTBEAT * 3)) s"
+
 KVM_MODULES="irqbypass ccp kvm kvm_amd"
 # kvm_amd vgif=0: with QEMU 7.2's TCG emulation of virtual GIF, nested guests with 2+
 # vCPUs (e.g. qemu -accel kvm -smp 2) hung at random points in about half the boots
@@ -155,6 +168,8 @@ echo /sbin/modprobe-chroot >/proc/sys/kernel/modprobe
 
 # ttyS1 carries CMD's output to the caller's stdout: raw, so no \n -> \r\n.
 stty -F /dev/ttyS1 raw -echo 115200 2>/dev/null || say "warning: stty ttyS1 failed"
+# Heartbeat on the console: the host declares the guest wedged when it stops.
+(while :; do sleep @HEARTBEAT@; echo "VMM-SANDBOX: alive"; done) &
 say "running command"
 chroot /mnt /bin/bash /run/vmm-sandbox/cmd.sh </dev/null >/dev/ttyS1 2>&1
 rc=$?
@@ -204,7 +219,7 @@ build_initrd() {
 		>"$stage/lib/modules/$KVER/modules.order"
 	depmod -b "$stage" "$KVER" || { rm -rf "$stage"; die "depmod on the staged modules failed"; }
 	guest_init | sed -e "s/@KVM_MODULES@/$KVM_MODULES/" -e "s/@P9_MODULES@/$P9_MODULES/" \
-		-e "s/@KVM_AMD_OPTS@/$KVM_AMD_OPTS/" >"$stage/init"
+		-e "s/@KVM_AMD_OPTS@/$KVM_AMD_OPTS/" -e "s/@HEARTBEAT@/$HEARTBEAT/" >"$stage/init"
 	modprobe_chroot >"$stage/sbin/modprobe-chroot"
 	chmod 755 "$stage/init" "$stage/sbin/modprobe-chroot"
 	(cd "$stage" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0) |
@@ -271,12 +286,19 @@ LEFT=$((TIMEOUT - (SECONDS - START)))
 	-virtfs local,path=/,mount_tag=host,security_model=passthrough,multidevs=remap \
 	</dev/null 2>"$RUN/qemu.err" &
 QPID=$!
-# Watchdog: on expiry mark the run as timed out and kill qemu (TERM, then KILL). Its own
-# sleep is killed with it, so no stray sleeps outlive the script.
+# Watchdog: when the time is up (-> "timedout") or the guest console has been silent
+# for STALL s (-> "stalled"), kill qemu (TERM, then KILL). Its own sleep is killed with
+# it, so no stray sleeps outlive the script.
 (
 	trap 'kill "$sp" 2>/dev/null; exit 0' TERM
-	sleep "$LEFT" & sp=$!; wait "$sp"
-	touch "$RUN/timedout"; kill -TERM "$QPID" 2>/dev/null
+	deadline=$((SECONDS + LEFT))
+	while [ "$SECONDS" -lt "$deadline" ]; do
+		sleep 10 & sp=$!; wait "$sp"
+		last=$(stat -c %Y "$RUN/console.log" 2>/dev/null || echo 0)
+		[ "$last" -gt 0 ] && [ $(( $(date +%s) - last )) -ge "$STALL" ] && { touch "$RUN/stalled"; break; }
+	done
+	[ -e "$RUN/stalled" ] || touch "$RUN/timedout"
+	kill -TERM "$QPID" 2>/dev/null
 	sleep 10 & sp=$!; wait "$sp"
 	kill -KILL "$QPID" 2>/dev/null
 ) </dev/null >/dev/null 2>&1 &
@@ -295,10 +317,15 @@ show_console() {
 	fi
 	if [ -s "$RUN/console.log" ]; then
 		echo "sandbox: last lines of the guest console:" >&2
-		tail -n 25 "$RUN/console.log" | tr -d '\r' | sed 's/^/  | /' >&2
+		tr -d '\r' <"$RUN/console.log" | grep -v '^VMM-SANDBOX: alive$' | tail -n 25 | sed 's/^/  | /' >&2
 	fi
 }
 
+if [ -e "$RUN/stalled" ]; then
+	echo "sandbox: FAILED: the sandbox guest stopped responding (no console output for ${STALL}s; nested KVM under TCG can wedge it); qemu killed" >&2
+	show_console
+	exit 125
+fi
 if [ -e "$RUN/timedout" ]; then
 	echo "sandbox: TIMEOUT: command did not finish within ${TIMEOUT}s; qemu killed" >&2
 	show_console
@@ -322,3 +349,4 @@ else
 fi
 case $rc in ''|*[!0-9]*) echo "sandbox: bad exit status '$rc' from the guest" >&2; exit 125 ;; esac
 exit "$rc"
+}
