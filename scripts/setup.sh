@@ -8,7 +8,7 @@ PKGS=(
 	linux-libc-dev liburing-dev libcap-ng-dev libcmocka-dev libcpuid-dev
 	libjson-c-dev libseccomp-dev libsystemd-dev
 	qemu-system-x86 linux-image-amd64 busybox-static cpio kmod iproute2
-	util-linux procps e2fsprogs bc python3
+	util-linux procps e2fsprogs bc python3 systemd
 )
 
 missing=()

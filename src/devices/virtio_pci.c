@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include "vmm/irq.h"
 #include "vmm/mem.h"
+#include "vmm/privilege.h"
 #include "vmm/virtio.h"
 #include "vmm/vm.h"
 #include "vmm/vmstate.h"
@@ -447,6 +448,7 @@ static void *virtio_thread(void *opaque)
 	struct virtio_dev *vd = opaque;
 	struct epoll_event evs[16];
 
+	privilege_seccomp(THREAD_IO);
 	for (;;) {
 		int n = epoll_wait(vd->epfd, evs, 16, -1);
 
