@@ -4,12 +4,18 @@
 # "kvm: N passed, M failed". Exits non-zero if any test failed or none ran.
 # Without a usable /dev/kvm (or with VMM_FORCE_SANDBOX=1) it re-runs itself inside ONE
 # boot of test/sandbox/sandbox.sh (nested KVM under QEMU TCG) with VMM_IN_SANDBOX=1.
+# Should that boot die or wedge mid-suite (nested KVM under TCG occasionally wedges),
+# the remaining tests continue in a fresh boot; the interrupted test is retried once.
 #
 # Tests get: VMM=$BUILD/vmm, VMM_BUILD=$BUILD, VMM_SRC=<repo root>.
 # Knobs: VMM_KVM_TESTS="t-boot-* t-qmp"  only tests whose name matches one of the globs
 #        VMM_TEST_TIMEOUT=SECS           per-test bound (default 600)
-#        VMM_SANDBOX_TIMEOUT=SECS        bound on the whole sandbox boot (default 3300)
+#        VMM_SANDBOX_TIMEOUT=SECS        bound on all sandbox boots together (default 3300)
+#        VMM_SANDBOX_BOOTS=N             at most N sandbox boots (default 3)
 # A test that exits 77 ("skipped") counts as FAILED: nothing may skip silently.
+
+# One { ...; } group: bash reads it whole, so editing this file can't upset a running suite.
+{
 set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -24,27 +30,6 @@ kvm_usable() {
 	[ -c /dev/kvm ] && (exec 3<>/dev/kvm) 2>/dev/null
 }
 
-if [ "${VMM_IN_SANDBOX:-0}" != 1 ]; then
-	if [ "${VMM_FORCE_SANDBOX:-0}" = 1 ] || ! kvm_usable; then
-		if [ "${VMM_FORCE_SANDBOX:-0}" = 1 ]; then why="VMM_FORCE_SANDBOX=1"; else why="no usable /dev/kvm here"; fi
-		# The sandbox covers /tmp and /run with its own tmpfs: the build must be elsewhere.
-		case $BUILD/ in /tmp/*|/run/*)
-			echo "run-suite: build dir $BUILD is under /tmp or /run, which the sandbox cannot see" >&2
-			exit 1 ;;
-		esac
-		echo "run-suite: $why; running the suite in the nested-KVM sandbox (one boot)"
-		VMM_IN_SANDBOX=1 exec bash "$SRC/test/sandbox/sandbox.sh" \
-			--timeout "${VMM_SANDBOX_TIMEOUT:-3300}" -- bash "$SELF" "$BUILD"
-	fi
-elif ! kvm_usable; then
-	echo "run-suite: VMM_IN_SANDBOX=1 but /dev/kvm is not usable here" >&2
-	echo "kvm: 0 passed, 1 failed"
-	exit 1
-fi
-
-export VMM=$BUILD/vmm VMM_BUILD=$BUILD VMM_SRC=$SRC
-TEST_TIMEOUT=${VMM_TEST_TIMEOUT:-600}
-
 selected() {
 	local name=$1 pat
 	[ -z "${VMM_KVM_TESTS:-}" ] && return 0
@@ -55,16 +40,107 @@ selected() {
 	return 1
 }
 
-passed=0 failed=0 failed_names=()
-echo "kvm: $(uname -r), $(nproc) cpu(s), /dev/kvm ok${VMM_IN_SANDBOX:+, in sandbox}"
+TESTS=()
 for t in "$HERE"/t-*.sh; do
 	[ -e "$t" ] || continue
 	name=$(basename "$t" .sh)
-	selected "$name" || continue
+	selected "$name" && TESTS+=("$name")
+done
+if [ "${#TESTS[@]}" -eq 0 ]; then
+	echo "kvm: 0 passed, 0 failed"
+	echo "run-suite: no test to run${VMM_KVM_TESTS:+ (VMM_KVM_TESTS=$VMM_KVM_TESTS)}" >&2
+	exit 1
+fi
+
+summary() {  # passed failed failed-names...
+	local p=$1 f=$2
+	shift 2
+	[ "$f" -eq 0 ] || echo "kvm: failed: $*"
+	echo "kvm: $p passed, $f failed"
+	[ $((p + f)) -gt 0 ] && [ "$f" -eq 0 ]
+}
+
+# --- outside the sandbox: boot it (again, if a boot dies mid-suite) -----------------
+if [ "${VMM_IN_SANDBOX:-0}" != 1 ] && { [ "${VMM_FORCE_SANDBOX:-0}" = 1 ] || ! kvm_usable; }; then
+	if [ "${VMM_FORCE_SANDBOX:-0}" = 1 ]; then why="VMM_FORCE_SANDBOX=1"; else why="no usable /dev/kvm here"; fi
+	# The sandbox covers /tmp and /run with its own tmpfs: the build must be elsewhere.
+	case $BUILD/ in /tmp/*|/run/*)
+		echo "run-suite: build dir $BUILD is under /tmp or /run, which the sandbox cannot see" >&2
+		exit 1 ;;
+	esac
+	echo "run-suite: $why; running the suite in the nested-KVM sandbox (one boot)"
+	deadline=$((SECONDS + ${VMM_SANDBOX_TIMEOUT:-3300}))
+	max_boots=${VMM_SANDBOX_BOOTS:-3}
+	remaining=("${TESTS[@]}") retried=" " passed=0 failed=0 failed_names=() boots=0
+	LOG=$(mktemp "${TMPDIR:-/tmp}/vmm-run-suite.XXXXXX")
+	trap 'rm -f "$LOG"' EXIT
+	trap 'echo "run-suite: interrupted" >&2; exit 130' INT
+	trap 'echo "run-suite: terminated" >&2; exit 143' TERM
+	while [ "${#remaining[@]}" -gt 0 ]; do
+		left=$((deadline - SECONDS))
+		if [ "$boots" -ge "$max_boots" ] || [ "$left" -lt 60 ]; then
+			echo "run-suite: giving up after $boots sandbox boot(s); not run: ${remaining[*]}"
+			failed=$((failed + ${#remaining[@]})); failed_names+=("${remaining[@]}")
+			break
+		fi
+		boots=$((boots + 1))
+		VMM_IN_SANDBOX=1 VMM_SUITE_INNER=1 VMM_KVM_TESTS="${remaining[*]}" \
+			bash "$SRC/test/sandbox/sandbox.sh" --timeout "$left" -- bash "$SELF" "$BUILD" |
+			tee "$LOG"
+		src=${PIPESTATUS[0]}
+		case $src in 129|130|143) echo "run-suite: sandbox stopped by a signal" >&2; exit "$src" ;; esac
+		# Account for every test this boot was given.
+		next=() progress=0
+		for name in "${remaining[@]}"; do
+			if grep -qx "PASS $name" "$LOG"; then
+				passed=$((passed + 1)); progress=1
+			elif grep -qx "FAIL $name" "$LOG"; then
+				failed=$((failed + 1)); failed_names+=("$name"); progress=1
+			elif grep -qx -- "--- $name" "$LOG"; then
+				progress=1
+				echo "FAIL-INTERRUPTED $name: the sandbox boot ended (exit $src) while it ran"
+				if [[ $retried == *" $name "* ]]; then
+					echo "FAIL $name"
+					failed=$((failed + 1)); failed_names+=("$name")
+				else
+					retried+="$name "
+					next+=("$name")
+				fi
+			else
+				next+=("$name")
+			fi
+		done
+		remaining=("${next[@]}")
+		[ "${#remaining[@]}" -eq 0 ] && break
+		if [ "$progress" = 0 ] || grep -q '^kvm-inner: ' "$LOG"; then
+			# Nothing started, or the inner run finished without running these: no retry.
+			echo "run-suite: the sandbox (exit $src) did not run: ${remaining[*]}"
+			failed=$((failed + ${#remaining[@]})); failed_names+=("${remaining[@]}")
+			break
+		fi
+		echo "run-suite: sandbox boot $boots ended early (exit $src); ${#remaining[@]} test(s) left, booting a fresh sandbox"
+	done
+	summary "$passed" "$failed" "${failed_names[@]}"
+	exit
+fi
+
+# --- with /dev/kvm: run the tests here -------------------------------------------------
+if [ "${VMM_IN_SANDBOX:-0}" = 1 ] && ! kvm_usable; then
+	echo "run-suite: VMM_IN_SANDBOX=1 but /dev/kvm is not usable here" >&2
+	echo "kvm: 0 passed, 1 failed"
+	exit 1
+fi
+
+export VMM=$BUILD/vmm VMM_BUILD=$BUILD VMM_SRC=$SRC
+TEST_TIMEOUT=${VMM_TEST_TIMEOUT:-600}
+
+passed=0 failed=0 failed_names=()
+echo "kvm: $(uname -r), $(nproc) cpu(s), /dev/kvm ok${VMM_IN_SANDBOX:+, in sandbox}"
+for name in "${TESTS[@]}"; do
 	echo "--- $name"
 	start=$SECONDS
 	# timeout runs the test in its own process group and on expiry signals all of it.
-	timeout -k 15 "$TEST_TIMEOUT" bash "$t" </dev/null 2>&1 | sed -u 's/^/    /'
+	timeout -k 15 "$TEST_TIMEOUT" bash "$HERE/$name.sh" </dev/null 2>&1 | sed -u 's/^/    /'
 	rc=${PIPESTATUS[0]}
 	took=$((SECONDS - start))
 	if [ "$rc" -eq 0 ]; then
@@ -84,10 +160,12 @@ for t in "$HERE"/t-*.sh; do
 	fi
 done
 
-[ "$failed" -eq 0 ] || echo "kvm: failed: ${failed_names[*]}"
-echo "kvm: $passed passed, $failed failed"
-if [ $((passed + failed)) -eq 0 ]; then
-	echo "run-suite: no test ran${VMM_KVM_TESTS:+ (VMM_KVM_TESTS=$VMM_KVM_TESTS)}" >&2
-	exit 1
+if [ "${VMM_SUITE_INNER:-0}" = 1 ]; then
+	# Inside a sandbox boot started by run-suite.sh: the outer run prints the summary.
+	echo "kvm-inner: $passed passed, $failed failed"
+	[ "$failed" -eq 0 ]
+	exit
 fi
-[ "$failed" -eq 0 ]
+summary "$passed" "$failed" "${failed_names[@]}"
+exit
+}

@@ -10,7 +10,8 @@
 #                   is killed and the script exits 124.
 #   --mem MB        guest memory (default 4096).
 #   --smp N         emulated CPUs (default 1, the stable setting; N>1 uses one host
-#                   thread round-robin unless SANDBOX_MTTCG=1).
+#                   thread round-robin unless SANDBOX_MTTCG=1). With 2, nested guests
+#                   with 2 vCPUs often hung at "Bringing up secondary CPUs".
 #   --keep          keep the run directory (kernel console log etc.) and print its path.
 # Environment:
 #   SANDBOX_ENV="A B"   extra variable names to pass in (always passed: PATH HOME USER
