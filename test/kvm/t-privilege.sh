@@ -73,7 +73,13 @@ for st in /proc/$PID/task/*/status; do
 	# threads are once virtio_thread calls privilege_seccomp(THREAD_IO).
 	if [ "$tid" = "$PID" ] || [ "$name" != vmm ]; then
 		grep -q '^Seccomp:[[:space:]]*2' "$st" || fail "$name: $(grep '^Seccomp:' "$st")"
-		grep -q '^CapBnd:[[:space:]]*0*$' "$st" || fail "$st: $(grep CapBnd "$st")"
+		# io_uring workers (iou-*) run each request with the credentials
+		# of the thread that submitted it; their own bounding set, copied
+		# when the ring was set up, grants nothing.
+		case $name in iou-*) ;; *)
+			grep -q '^CapBnd:[[:space:]]*0*$' "$st" ||
+				fail "$name ($st): $(grep CapBnd "$st")" ;;
+		esac
 		n=$((n + 1))
 	elif grep -q '^Seccomp:[[:space:]]*2' "$st"; then
 		n=$((n + 1))
