@@ -4,7 +4,7 @@
 set -euo pipefail
 
 PKGS=(
-	build-essential meson ninja-build pkg-config clang
+	build-essential meson ninja-build pkg-config clang libclang-rt-14-dev
 	linux-libc-dev liburing-dev libcap-ng-dev libcmocka-dev libcpuid-dev
 	libjson-c-dev libseccomp-dev libsystemd-dev
 	qemu-system-x86 linux-image-amd64 busybox-static cpio kmod iproute2
