@@ -22,7 +22,7 @@
 #   SANDBOX_SMP=N       same as --smp N.
 #   SANDBOX_KVM_AMD_OPTS  kvm_amd module options inside (default "vgif=0", see below).
 #   SANDBOX_STALL=SECS  declare the guest wedged (exit 125) after SECS without console
-#                       output; the guest prints a heartbeat every 20 s (default 600).
+#                       output; the guest prints a heartbeat every 20 s (default 300).
 # Exit status: CMD's status; 124 on timeout; 125 when the sandbox itself failed (QEMU
 # died, guest panicked, no /dev/kvm inside, 9p mount failed...) -- with a message on stderr.
 #
@@ -92,7 +92,7 @@ fi
 # The guest prints a heartbeat every HEARTBEAT s; no console output for STALL s means
 # it is wedged (seen with nested KVM under TCG): qemu is then killed early.
 HEARTBEAT=20
-STALL=${SANDBOX_STALL:-600}
+STALL=${SANDBOX_STALL:-300}
 case $STALL in ''|*[!0-9]*) die "SANDBOX_STALL must be seconds" ;; esac
 [ "$STALL" -ge $((HEARTBEAT * 3)) ] || die "SANDBOX_STALL must be at least $((HEARTBEAT * 3)) s"
 
