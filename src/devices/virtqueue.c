@@ -236,42 +236,38 @@ bool virtq_enable_notify(struct virtq *vq)
 	return LOAD16(&vq->avail[1]) != vq->st->last_avail_idx;
 }
 
-size_t virtq_elem_read(const struct virtq_elem *e, size_t off, void *buf, size_t len)
+/* Copies between BUF and the LEN bytes at OFF of IOV[0..N): into the iovecs
+ * when TO_IOV, out of them otherwise; returns the bytes copied. */
+static size_t virtq_iov_copy(const struct iovec *iov, unsigned n, size_t off, void *buf,
+			     size_t len, bool to_iov)
 {
 	size_t done = 0;
 
-	for (unsigned i = 0; i < e->nr_out && done < len; i++) {
-		const struct iovec *v = &e->iov[i];
-		size_t n;
+	for (unsigned i = 0; i < n && done < len; i++) {
+		const struct iovec *v = &iov[i];
+		size_t c;
 
 		if (off >= v->iov_len) {
 			off -= v->iov_len;
 			continue;
 		}
-		n = v->iov_len - off < len - done ? v->iov_len - off : len - done;
-		memcpy((uint8_t *)buf + done, (uint8_t *)v->iov_base + off, n);
-		done += n;
+		c = v->iov_len - off < len - done ? v->iov_len - off : len - done;
+		if (to_iov)
+			memcpy((uint8_t *)v->iov_base + off, (uint8_t *)buf + done, c);
+		else
+			memcpy((uint8_t *)buf + done, (uint8_t *)v->iov_base + off, c);
+		done += c;
 		off = 0;
 	}
 	return done;
 }
 
+size_t virtq_elem_read(const struct virtq_elem *e, size_t off, void *buf, size_t len)
+{
+	return virtq_iov_copy(e->iov, e->nr_out, off, buf, len, false);
+}
+
 size_t virtq_elem_write(const struct virtq_elem *e, size_t off, const void *buf, size_t len)
 {
-	size_t done = 0;
-
-	for (unsigned i = e->nr_out; i < (unsigned)e->nr_out + e->nr_in && done < len; i++) {
-		const struct iovec *v = &e->iov[i];
-		size_t n;
-
-		if (off >= v->iov_len) {
-			off -= v->iov_len;
-			continue;
-		}
-		n = v->iov_len - off < len - done ? v->iov_len - off : len - done;
-		memcpy((uint8_t *)v->iov_base + off, (const uint8_t *)buf + done, n);
-		done += n;
-		off = 0;
-	}
-	return done;
+	return virtq_iov_copy(e->iov + e->nr_out, e->nr_in, off, (void *)buf, len, true);
 }
