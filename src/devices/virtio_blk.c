@@ -241,7 +241,7 @@ static void blk_queue_notify(struct virtio_dev *vd, int q)
 {
 	struct virtio_blk *blk = vd->priv;
 	struct virtq *vq = &vd->vqs[0];
-	bool pushed = false, submitted = false;
+	bool pushed = false, submitted = false, bad = false;
 
 	do {
 		virtq_disable_notify(vq);
@@ -264,7 +264,8 @@ static void blk_queue_notify(struct virtio_dev *vd, int q)
 			if (ret == -2) {
 				blk_req_put(blk, r);
 				virtio_set_needs_reset(vd, "virtio-blk request without header or status");
-				return;
+				bad = true; /* what was queued before still goes out */
+				break;
 			}
 			if (ret == -1 && blk_submit(blk, r, seg)) {
 				submitted = true;
@@ -273,7 +274,7 @@ static void blk_queue_notify(struct virtio_dev *vd, int q)
 			blk_complete(blk, r, ret >= 0 ? (uint8_t)ret : VIRTIO_BLK_S_IOERR);
 			pushed = true;
 		}
-	} while (!vq->broken && blk->free_list && virtq_enable_notify(vq));
+	} while (!bad && !vq->broken && blk->free_list && virtq_enable_notify(vq));
 	if (submitted)
 		io_uring_submit(&blk->ring);
 	if (pushed)
@@ -337,6 +338,10 @@ static void blk_drain(struct virtio_dev *vd)
 	struct virtio_blk *blk = vd->priv;
 	bool pushed = false;
 
+	/* Anything queued but not yet submitted goes out first: waiting on a
+	 * CQE for an unsubmitted SQE would never return. */
+	if (blk->inflight && io_uring_submit(&blk->ring) < 0)
+		vmm_warn("virtio-blk %s: cannot submit queued I/O", blk->path);
 	while (blk->inflight) {
 		struct io_uring_cqe *cqe;
 

@@ -45,7 +45,7 @@ done
 	-Wall -Wno-unused-parameter \
 	"$ROOT/test/fuzz/fuzz_$NAME.c" "${srcs[@]}" ${LIBS[$NAME]:-} -o "$BIN"
 
-args=(-max_total_time="$SECS" -artifact_prefix="$OUT/artifacts/" -print_final_stats=1)
+args=(-max_total_time="$SECS" -timeout=20 -artifact_prefix="$OUT/artifacts/" -print_final_stats=1)
 [ -f "$ROOT/test/fuzz/fuzz_$NAME.dict" ] && args+=(-dict="$ROOT/test/fuzz/fuzz_$NAME.dict")
 seeds=()
 [ -d "$ROOT/test/fuzz/corpus/$NAME" ] && seeds+=("$ROOT/test/fuzz/corpus/$NAME")

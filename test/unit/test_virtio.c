@@ -339,6 +339,31 @@ static void test_blk_loop_chain(void **state)
 	assert_int_equal(fake_used_idx(&f->mem, 0), 0);
 }
 
+/* A malformed chain behind good ones: the good ones were already queued to
+ * io_uring, so they must still be submitted and complete, and the pause that
+ * drains them must return (a fuzzer found it waiting forever). */
+static void test_blk_bad_chain_after_io(void **state)
+{
+	struct fx *f = *state;
+	uint64_t one = 1;
+
+	assert_int_equal(fake_driver_init(&f->blk->vd, 0, 1, QS), 0);
+	blk_req(f, 0, VIRTIO_BLK_T_OUT, 8, 4096, false);
+	fake_desc(&f->mem, 0, 3, FAKE_DATA + 0x80000, 8, VIRTQ_DESC_F_NEXT, 4);
+	fake_desc(&f->mem, 0, 4, FAKE_DATA + 0x80100, 1, VIRTQ_DESC_F_WRITE, 0);
+	fake_avail_add(&f->mem, 0, QS, 3);
+	assert_int_equal(write(f->blk->vd.kick_fd[0], &one, 8), 8);
+	pthread_mutex_lock(&f->blk->vd.lock);
+	f->blk->vd.ops->queue_notify(&f->blk->vd, 0);
+	pthread_mutex_unlock(&f->blk->vd.lock);
+	assert_true(fake_rd(&f->blk->vd, 20, 1) & VIRTIO_STATUS_NEEDS_RESET);
+	virtio_pause(&f->blk->vd);
+	assert_int_equal(f->blk->inflight, 0);
+	assert_int_equal(fake_used_idx(&f->mem, 0), 1);
+	assert_int_equal(blk_status(f, 0), VIRTIO_BLK_S_OK);
+	virtio_resume(&f->blk->vd);
+}
+
 static void test_blk_pause_drains(void **state)
 {
 	struct fx *f = *state;
@@ -596,6 +621,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		T(test_features), T(test_queue_setup_checks), T(test_blk_io),
 		T(test_blk_bad_requests), T(test_blk_loop_chain), T(test_blk_pause_drains),
+		T(test_blk_bad_chain_after_io),
 		T(test_blk_readonly_and_lock), T(test_blk_state), T(test_rng), T(test_net),
 	};
 
