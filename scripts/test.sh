@@ -15,8 +15,11 @@ log=build/meson-logs/testlog.txt
 
 # Unit programs from meson's per-test lines; KVM scripts from the suite's own
 # "kvm: N passed, M failed" line (the suite counts as one meson test).
-unit_ok=$(grep -E '^ *[0-9]+/[0-9]+ vmm:' "$out" | grep -v 'vmm:kvm ' | grep -cE ' OK ' || true)
-unit_fail=$(grep -E '^ *[0-9]+/[0-9]+ vmm:' "$out" | grep -v 'vmm:kvm ' | grep -cE ' (FAIL|TIMEOUT|ERROR) ' || true)
+# meson repeats failed tests under "Summary of Failures": count each once.
+results=$(grep -E '^ *[0-9]+/[0-9]+ vmm:' "$out" | grep -v 'vmm:kvm ' | sed 's/^ *[0-9]*\/[0-9]* //' |
+	awk '{ print $1, $2, $3, $4 }' | sort -u)
+unit_ok=$(grep -cE ' OK$' <<<"$results" || true)
+unit_fail=$(grep -cE ' (FAIL|TIMEOUT|ERROR)$' <<<"$results" || true)
 kvm_line=$(grep -E '^kvm: [0-9]+ passed, [0-9]+ failed' "$log" 2>/dev/null | tail -1)
 kvm_ok=$(sed -n 's/^kvm: \([0-9]*\) passed.*/\1/p' <<<"$kvm_line")
 kvm_fail=$(sed -n 's/^kvm: [0-9]* passed, \([0-9]*\) failed.*/\1/p' <<<"$kvm_line")

@@ -47,10 +47,11 @@ void *mem_gpa_ptr(const struct guest_mem *mem, uint64_t gpa, uint64_t len);
 int mem_read(const struct guest_mem *mem, uint64_t gpa, void *buf, uint64_t len) VMM_MUST_CHECK;
 /* Copies LEN bytes from BUF into guest memory at GPA; 0 or -EFAULT. */
 int mem_write(const struct guest_mem *mem, uint64_t gpa, const void *buf, uint64_t len) VMM_MUST_CHECK;
-/* Records that the VMM wrote [gpa, gpa+len) of guest RAM (devices call this
- * after writing guest buffers), so a running migration resends those pages.
- * Does nothing when no migration is tracking or the range is not RAM. */
-void mem_mark_dirty(const struct guest_mem *mem, uint64_t gpa, uint64_t len);
+/* Records that the VMM wrote the LEN bytes at host pointer P inside guest RAM
+ * (devices call this after writing guest buffers, never before), so a running
+ * migration resends those pages. Does nothing when no migration is tracking
+ * or the range is not guest RAM. */
+void mem_mark_dirty(const struct guest_mem *mem, const void *p, size_t len);
 /* Returns the memfd page index of GPA, or -1 if GPA is not RAM. */
 int64_t mem_gpa_page(const struct guest_mem *mem, uint64_t gpa);
 /* Returns the GPA of memfd page index PAGE (which must be < size/PAGE_SIZE). */

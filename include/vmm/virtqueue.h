@@ -81,8 +81,12 @@ void virtq_stop(struct virtq *vq);
 int virtq_pop(struct virtq *vq, struct virtq_elem *elem) VMM_MUST_CHECK;
 /* Gives back the last N popped chains (unused), e.g. when a packet does not fit. */
 void virtq_unpop(struct virtq *vq, uint16_t n);
-/* Returns a used chain HEAD with LEN bytes written. */
+/* Returns a used chain HEAD with LEN bytes written. The device must have
+ * reported what it wrote into the chain's buffers with virtq_written() first. */
 void virtq_push(struct virtq *vq, uint16_t head, uint32_t len);
+/* Tells a running migration that the device wrote the first LEN bytes of
+ * IOV[0..N) (guest buffers): call after the write, before virtq_push(). */
+void virtq_written(const struct virtq *vq, const struct iovec *iov, unsigned n, size_t len);
 /* Whether the driver wants an interrupt for what was pushed since the last
  * call that returned true (event-idx or NO_INTERRUPT). */
 bool virtq_should_notify(struct virtq *vq);
@@ -98,7 +102,7 @@ uint16_t virtq_pending(struct virtq *vq);
  * returns the bytes copied. */
 size_t virtq_elem_read(const struct virtq_elem *elem, size_t off, void *buf, size_t len);
 /* Copies up to LEN bytes from BUF into the in segments at byte OFF; returns
- * the bytes copied. */
+ * the bytes copied. Callers report the bytes with virtq_written(). */
 size_t virtq_elem_write(const struct virtq_elem *elem, size_t off, const void *buf, size_t len);
 
 #endif

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <sys/epoll.h>
+#include "vmm/mem.h"
 #include "vmm/device.h"
 #include "vmm/virtio_blk.h"
 #include "vmm/vmstate.h"
@@ -94,6 +95,7 @@ static void blk_req_put(struct virtio_blk *blk, struct virtio_blk_req *r)
 static void blk_complete(struct virtio_blk *blk, struct virtio_blk_req *r, uint8_t status)
 {
 	*r->status = status;
+	mem_mark_dirty(blk->vd.mem, r->status, 1);
 	if (status != VIRTIO_BLK_S_OK)
 		blk->nr_errors++;
 	virtq_push(&blk->vd.vqs[0], r->e.head, r->in_len + 1);
@@ -205,6 +207,7 @@ static int blk_parse(struct virtio_blk *blk, struct virtio_blk_req *r, uint64_t 
 		size_t n = e->in_len - 1 < VIRTIO_BLK_ID_BYTES ? e->in_len - 1 : VIRTIO_BLK_ID_BYTES;
 
 		r->in_len = (uint32_t)virtq_elem_write(e, 0, blk->serial, n);
+		virtq_written(&blk->vd.vqs[0], e->iov + e->nr_out, e->nr_in, r->in_len);
 		return VIRTIO_BLK_S_OK;
 	}
 	case VIRTIO_BLK_T_DISCARD:
@@ -288,6 +291,8 @@ static bool blk_cqe(struct virtio_blk *blk, struct io_uring_cqe *cqe)
 	int res = cqe->res;
 
 	blk->inflight--;
+	if (r->type == VIRTIO_BLK_T_IN && res > 0)   /* before the segments advance */
+		virtq_written(&blk->vd.vqs[0], r->data, (unsigned)r->nr_data, (size_t)res);
 	if ((r->type == VIRTIO_BLK_T_IN || r->type == VIRTIO_BLK_T_OUT) && res > 0 &&
 	    (uint64_t)res < r->left) {
 		/* short transfer: continue where it stopped */

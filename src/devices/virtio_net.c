@@ -13,6 +13,7 @@
 #include <sys/ioctl.h>
 #include <sys/uio.h>
 #include <unistd.h>
+#include "vmm/mem.h"
 #include "vmm/device.h"
 #include "vmm/virtio_net.h"
 #include "vmm/vmstate.h"
@@ -130,6 +131,7 @@ static bool net_rx_deliver(struct virtio_net *net)
 			return true;
 		}
 		n = virtq_elem_write(&e, 0, net->pkt + off, net->pkt_len - off);
+		virtq_written(vq, e.iov + e.nr_out, e.nr_in, n);
 		if (!used) {
 			nb_lo = net_in_byte(&e, 10);
 			nb_hi = net_in_byte(&e, 11);
@@ -147,6 +149,8 @@ static bool net_rx_deliver(struct virtio_net *net)
 	}
 	*nb_lo = (uint8_t)used;
 	*nb_hi = (uint8_t)(used >> 8);
+	mem_mark_dirty(vd->mem, nb_lo, 1);
+	mem_mark_dirty(vd->mem, nb_hi, 1);
 	net->rx_packets++;
 	for (uint16_t i = 0; i < used; i++)
 		virtq_push(vq, chains[i].head, chains[i].len);

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <sys/random.h>
+#include "vmm/mem.h"
 #include "vmm/device.h"
 #include "vmm/virtio_rng.h"
 #include "vmm/vmstate.h"
@@ -36,6 +37,7 @@ static void rng_queue_notify(struct virtio_dev *vd, int q)
 
 				if (n <= 0)
 					break;
+				mem_mark_dirty(vd->mem, e.iov[i].iov_base, (size_t)n);
 				done += (uint32_t)n;
 			}
 			rng->bytes += done;

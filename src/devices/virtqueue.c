@@ -175,6 +175,18 @@ void virtq_push(struct virtq *vq, uint16_t head, uint32_t len)
 	memcpy(ent + 4, &len, 4);
 	s->used_idx++;
 	__atomic_store_n(virtq_used_idx_ptr(vq), s->used_idx, __ATOMIC_RELEASE);
+	mem_mark_dirty(vq->mem, ent, 8);
+	mem_mark_dirty(vq->mem, virtq_used_idx_ptr(vq), 2);
+}
+
+void virtq_written(const struct virtq *vq, const struct iovec *iov, unsigned n, size_t len)
+{
+	for (unsigned i = 0; i < n && len; i++) {
+		size_t c = iov[i].iov_len < len ? iov[i].iov_len : len;
+
+		mem_mark_dirty(vq->mem, iov[i].iov_base, c);
+		len -= c;
+	}
 }
 
 bool virtq_should_notify(struct virtq *vq)
@@ -214,6 +226,7 @@ void virtq_disable_notify(struct virtq *vq)
 	flags = (uint16_t *)vq->used;
 	__atomic_store_n(flags, (uint16_t)(LOAD16(flags) | VIRTQ_USED_F_NO_NOTIFY),
 			 __ATOMIC_RELAXED);
+	mem_mark_dirty(vq->mem, flags, 2);
 }
 
 bool virtq_enable_notify(struct virtq *vq)
@@ -224,11 +237,13 @@ bool virtq_enable_notify(struct virtq *vq)
 		uint16_t *ev = (uint16_t *)(vq->used + 4 + 8 * (size_t)vq->st->size);
 
 		__atomic_store_n(ev, vq->st->last_avail_idx, __ATOMIC_RELAXED);
+		mem_mark_dirty(vq->mem, ev, 2);
 	} else {
 		uint16_t *flags = (uint16_t *)vq->used;
 
 		__atomic_store_n(flags, (uint16_t)(LOAD16(flags) & ~VIRTQ_USED_F_NO_NOTIFY),
 				 __ATOMIC_RELAXED);
+		mem_mark_dirty(vq->mem, flags, 2);
 	}
 	/* Publish the request before re-reading avail->idx (pairs with the
 	 * driver's barrier between avail->idx and reading our flags). */

@@ -116,7 +116,7 @@ int64_t ram_sync(struct ram_tracker *t)
 	}
 	for (uint64_t w = 0; w < (t->npages + 63) / 64; w++)
 		t->dirty[w] |= atomic_exchange_explicit((_Atomic uint64_t *)&t->user[w], 0,
-							memory_order_relaxed);
+							memory_order_acquire);
 	return (int64_t)ram_pending(t);
 }
 

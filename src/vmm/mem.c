@@ -114,20 +114,13 @@ uint64_t mem_page_gpa(const struct guest_mem *mem, uint64_t page)
 	return off;
 }
 
-void mem_mark_dirty(const struct guest_mem *mem, uint64_t gpa, uint64_t len)
+void mem_mark_dirty(const struct guest_mem *mem, const void *p, size_t len)
 {
 	uint64_t *bm = atomic_load(&((struct guest_mem *)mem)->dirty);
-	uint64_t end;
+	uintptr_t base = (uintptr_t)mem->base, a = (uintptr_t)p;
 
-	if (!bm || len == 0 || gpa + len < gpa)
+	if (!bm || len == 0 || a < base || a - base >= mem->size || len > mem->size - (a - base))
 		return;
-	end = gpa + len - 1;
-	for (uint64_t p = gpa & ~(PAGE_SIZE - 1); p <= end; p += PAGE_SIZE) {
-		int64_t idx = mem_gpa_page(mem, p);
-
-		if (idx >= 0)
-			__atomic_fetch_or(&bm[idx / 64], 1ULL << (idx % 64), __ATOMIC_RELAXED);
-		if (p + PAGE_SIZE < p)
-			break;
-	}
+	for (uint64_t pg = (a - base) / PAGE_SIZE; pg <= (a - base + len - 1) / PAGE_SIZE; pg++)
+		__atomic_fetch_or(&bm[pg / 64], 1ULL << (pg % 64), __ATOMIC_RELEASE);
 }

@@ -204,6 +204,29 @@ static void test_read_write_across_hole(void **state)
 	mem_destroy(&m);
 }
 
+/* mem_mark_dirty: host pointers inside RAM set their memfd pages' bits,
+ * anything outside RAM (or no tracking) is ignored. */
+static void test_mark_dirty(void **state)
+{
+	struct guest_mem m;
+	uint64_t bm[1] = { 0 };
+	uint8_t outside[16];
+
+	assert_int_equal(mem_init(&m, 64 * 4096), 0);
+	mem_mark_dirty(&m, m.base, 1);                  /* not tracking: no effect */
+	m.dirty = bm;
+	mem_mark_dirty(&m, m.base + 4095, 2);           /* straddles pages 0 and 1 */
+	assert_int_equal(bm[0], 0x3);
+	mem_mark_dirty(&m, m.base + 63 * 4096, 4096);   /* last page */
+	assert_int_equal(bm[0], 0x3 | 1ULL << 63);
+	mem_mark_dirty(&m, m.base + 63 * 4096, 4097);   /* runs past the end: ignored */
+	mem_mark_dirty(&m, outside, sizeof(outside));
+	mem_mark_dirty(&m, m.base + 5 * 4096, 0);
+	assert_int_equal(bm[0], 0x3 | 1ULL << 63);
+	m.dirty = NULL;
+	mem_destroy(&m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -215,6 +238,7 @@ int main(void)
 		cmocka_unit_test(test_gpa_ptr_bounds),
 		cmocka_unit_test(test_read_write),
 		cmocka_unit_test(test_read_write_across_hole),
+		cmocka_unit_test(test_mark_dirty),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -33,7 +34,22 @@ struct fx {
 	struct guest_mem mem;
 	char img[64];
 	struct virtio_blk *blk;
+	uint64_t dirty[MEMSZ / 4096 / 64];
 };
+
+/* Starts dirty tracking of device writes, as a migration does. */
+static void dirty_start(struct fx *f)
+{
+	memset(f->dirty, 0, sizeof(f->dirty));
+	atomic_store(&f->mem.dirty, f->dirty);
+}
+
+static bool dirty(struct fx *f, uint64_t gpa)
+{
+	int64_t pg = mem_gpa_page(&f->mem, gpa);
+
+	return pg >= 0 && (f->dirty[pg / 64] >> (pg % 64)) & 1;
+}
 
 static int setup(void **state)
 {
@@ -364,6 +380,44 @@ static void test_blk_bad_chain_after_io(void **state)
 	virtio_resume(&f->blk->vd);
 }
 
+/* Every page a device writes (data, status byte, used ring) is marked for a
+ * running migration, and pages it only reads are not. */
+static void test_dma_marks_dirty(void **state)
+{
+	struct fx *f = *state;
+	struct virtio_rng *rng;
+	uint64_t one = 1;
+
+	assert_int_equal(fake_driver_init(&f->blk->vd, 0, 1, QS), 0);
+	dirty_start(f);
+	blk_req(f, 0, VIRTIO_BLK_T_IN, 0, 4096, true);
+	assert_int_equal(blk_run(f, 1), 4097);
+	assert_true(dirty(f, FAKE_DATA + 0x1000));              /* data */
+	assert_true(dirty(f, FAKE_DATA + 0x1ff00));             /* status */
+	assert_true(dirty(f, FAKE_USED(0)));                    /* used ring */
+	assert_false(dirty(f, FAKE_DATA));                      /* header: read only */
+	assert_false(dirty(f, FAKE_DESC(0)));
+	assert_false(dirty(f, FAKE_DATA + 0x2000));
+	/* GET_ID writes the serial synchronously */
+	dirty_start(f);
+	blk_req(f, 3, VIRTIO_BLK_T_GET_ID, 0, 20, true);
+	assert_int_equal(blk_run(f, 2), 21);
+	assert_true(dirty(f, FAKE_DATA + 0x20000 * 3 + 0x1000));
+	/* rng, on fresh rings */
+	memset(mem_gpa_ptr(&f->mem, FAKE_RING(0), 0x10000), 0, 0x10000);
+	assert_int_equal(virtio_rng_create(&rng, NULL, &f->mem, -1, NULL), 0);
+	assert_int_equal(fake_driver_init(&rng->vd, 0, 1, QS), 0);
+	dirty_start(f);
+	fake_desc(&f->mem, 0, 0, FAKE_DATA + 0x3ff0, 64, VIRTQ_DESC_F_WRITE, 0);
+	fake_avail_add(&f->mem, 0, QS, 0);
+	assert_int_equal(write(rng->vd.kick_fd[0], &one, 8), 8);
+	virtio_poll_once(&rng->vd);
+	assert_int_equal(fake_used_idx(&f->mem, 0), 1);
+	assert_true(dirty(f, FAKE_DATA + 0x3000) && dirty(f, FAKE_DATA + 0x4000));
+	assert_false(dirty(f, FAKE_DATA + 0x5000));
+	virtio_rng_destroy(rng);
+}
+
 static void test_blk_pause_drains(void **state)
 {
 	struct fx *f = *state;
@@ -584,9 +638,14 @@ static void test_net(void **state)
 			  VIRTQ_DESC_F_WRITE, 0);
 		fake_avail_add(&f->mem, 0, QS, i);
 	}
+	dirty_start(f);
 	assert_int_equal(write(net->vd.kick_fd[0], &one, 8), 8);
 	virtio_poll_once(&net->vd);
 	assert_int_equal(fake_used_idx(&f->mem, 0), 3);
+	for (int i = 0; i < 3; i++)     /* each buffer, and the used ring */
+		assert_true(dirty(f, FAKE_DATA + 0x10000 + 0x1000ULL * i));
+	assert_true(dirty(f, FAKE_USED(0)));
+	assert_false(dirty(f, FAKE_DATA + 0x13000));
 	fake_used_elem(&f->mem, 0, QS, 0, &id, &len);
 	assert_int_equal(len, 1500);
 	fake_used_elem(&f->mem, 0, QS, 2, &id, &len);
@@ -622,6 +681,7 @@ int main(void)
 		T(test_features), T(test_queue_setup_checks), T(test_blk_io),
 		T(test_blk_bad_requests), T(test_blk_loop_chain), T(test_blk_pause_drains),
 		T(test_blk_bad_chain_after_io),
+		T(test_dma_marks_dirty),
 		T(test_blk_readonly_and_lock), T(test_blk_state), T(test_rng), T(test_net),
 	};
 
