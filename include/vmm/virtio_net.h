@@ -44,6 +44,7 @@ struct virtio_net {
 	bool rx_watch, tx_watch;      /* EPOLLIN / EPOLLOUT wanted on the tap */
 	uint8_t *pkt;                 /* one received packet not yet delivered */
 	size_t pkt_len;               /* 0: none */
+	uint16_t rx_seen;             /* RX buffers too few for it (MRG) */
 	struct iovec rx_iov[VIRTQ_MAX_SIZE];
 	struct iovec tx_iov[VIRTQ_MAX_SIZE];
 	uint64_t rx_packets, tx_packets, rx_dropped, tx_dropped;

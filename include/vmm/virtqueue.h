@@ -95,6 +95,10 @@ void virtq_disable_notify(struct virtq *vq);
 /* Asks for kicks again; returns true if entries arrived meanwhile (process
  * them before sleeping). */
 bool virtq_enable_notify(struct virtq *vq);
+/* The same for a device that has looked at the next SEEN avail entries and
+ * needs more than those (a packet they cannot hold): asks for a kick when
+ * entry SEEN + 1 arrives; true if it already has. */
+bool virtq_enable_notify_after(struct virtq *vq, uint16_t seen);
 /* Number of avail entries not yet popped (0 when not ready or broken). */
 uint16_t virtq_pending(struct virtq *vq);
 

@@ -117,6 +117,7 @@ static bool net_rx_deliver(struct virtio_net *net)
 			return true;   /* broken ring: NEEDS_RESET follows */
 		if (ret == 0) {
 			virtq_unpop(vq, used);
+			net->rx_seen = used;
 			if (used == 64) {            /* absurdly small buffers: drop */
 				net->rx_dropped++;
 				net->pkt_len = 0;
@@ -177,8 +178,8 @@ static void net_rx(struct virtio_net *net)
 			memset(net->pkt + 10, 0, 2);
 		}
 		if (!net_rx_deliver(net)) {
-			/* no buffers: wait for a kick on the RX queue */
-			if (!virtq_enable_notify(&vd->vqs[NET_RXQ])) {
+			/* too few buffers: wait for a kick bringing more */
+			if (!virtq_enable_notify_after(&vd->vqs[NET_RXQ], net->rx_seen)) {
 				net->rx_watch = false;
 				net_update_watch(net);
 				break;

@@ -231,12 +231,19 @@ void virtq_disable_notify(struct virtq *vq)
 
 bool virtq_enable_notify(struct virtq *vq)
 {
+	return virtq_enable_notify_after(vq, 0);
+}
+
+bool virtq_enable_notify_after(struct virtq *vq, uint16_t seen)
+{
+	uint16_t want = (uint16_t)(vq->st->last_avail_idx + seen);
+
 	if (!vq->ready || vq->broken)
 		return false;
 	if (vq->event_idx) {
 		uint16_t *ev = (uint16_t *)(vq->used + 4 + 8 * (size_t)vq->st->size);
 
-		__atomic_store_n(ev, vq->st->last_avail_idx, __ATOMIC_RELAXED);
+		__atomic_store_n(ev, want, __ATOMIC_RELAXED);
 		mem_mark_dirty(vq->mem, ev, 2);
 	} else {
 		uint16_t *flags = (uint16_t *)vq->used;
@@ -248,7 +255,7 @@ bool virtq_enable_notify(struct virtq *vq)
 	/* Publish the request before re-reading avail->idx (pairs with the
 	 * driver's barrier between avail->idx and reading our flags). */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	return LOAD16(&vq->avail[1]) != vq->st->last_avail_idx;
+	return (uint16_t)(LOAD16(&vq->avail[1]) - vq->st->last_avail_idx) > seen;
 }
 
 /* Copies between BUF and the LEN bytes at OFF of IOV[0..N): into the iovecs
