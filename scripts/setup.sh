@@ -7,7 +7,7 @@ PKGS=(
 	build-essential meson ninja-build pkg-config clang libclang-rt-14-dev
 	linux-libc-dev liburing-dev libcap-ng-dev libcmocka-dev libcpuid-dev
 	libjson-c-dev libseccomp-dev libsystemd-dev
-	qemu-system-x86 linux-image-amd64 busybox-static cpio kmod iproute2
+	qemu-system-x86 linux-image-amd64 busybox-static cpio kmod iproute2 iputils-ping
 	util-linux procps e2fsprogs bc python3 systemd
 )
 

@@ -21,6 +21,10 @@ int devices_create(struct vm *vm, const struct vmm_config *cfg, struct acpi_extr
 int devices_lock_images(void) VMM_MUST_CHECK;
 /* Drops the disk image locks (the source, once the destination may run). */
 void devices_unlock_images(void);
+/* Self-announce after an incoming migration: every NIC sends ROUNDS RARP
+ * broadcasts from the guest's MAC, 50 ms apart and then 100 ms more each
+ * time (as QEMU's defaults), so the network finds the guest here. */
+void devices_announce(int rounds);
 /* Stops the I/O threads and releases the devices; call after the vCPUs
  * have been joined and before vm_destroy (guest RAM must still be mapped).
  * Safe if devices_create failed or never ran. */

@@ -66,5 +66,8 @@ int virtio_net_create_fd(struct virtio_net **out, struct vm *vm, const struct gu
 			 const char *mac) VMM_MUST_CHECK;
 /* Stops the thread, closes the tap and frees the device. */
 void virtio_net_destroy(struct virtio_net *net);
+/* Sends one RARP broadcast from the guest's MAC out of the tap, so switches
+ * learn where the guest now is (QEMU's self-announce); 0 or -errno. */
+int virtio_net_announce(struct virtio_net *net);
 
 #endif

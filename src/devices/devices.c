@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "vmm/acpi.h"
 #include "vmm/cli.h"
 #include "vmm/device.h"
@@ -147,6 +148,20 @@ void devices_unlock_images(void)
 {
 	for (int i = 0; devices && i < devices->nr_blks; i++)
 		virtio_blk_unlock(devices->blks[i]);
+}
+
+void devices_announce(int rounds)
+{
+	for (int r = 0; devices && devices->nr_nets && r < rounds; r++) {
+		if (r)
+			nanosleep(&(struct timespec){ 0, (50 + 100L * (r - 1)) * 1000000L }, NULL);
+		for (int i = 0; i < devices->nr_nets; i++) {
+			int err = virtio_net_announce(devices->nets[i]);
+
+			if (err && r == 0)
+				vmm_warn("cannot announce the guest on its network: %s", strerror(-err));
+		}
+	}
 }
 
 void devices_destroy(void)

@@ -389,6 +389,24 @@ int virtio_net_create(struct virtio_net **out, struct vm *vm, const struct guest
 	return err;
 }
 
+int virtio_net_announce(struct virtio_net *net)
+{
+	/* vnet header, then a 60-byte Ethernet frame: broadcast RARP "reverse
+	 * request" (RFC 903) with the guest's MAC as sender and target. */
+	uint8_t f[VIRTIO_NET_HDR_LEN + 60] = { 0 };
+	uint8_t *e = f + VIRTIO_NET_HDR_LEN;
+	static const uint8_t rarp[] = { 0x80, 0x35, 0, 1, 0x08, 0x00, 6, 4, 0, 3 };
+
+	pthread_mutex_lock(&net->vd.lock);
+	memset(e, 0xff, 6);
+	memcpy(e + 6, net->st.mac, 6);
+	memcpy(e + 12, rarp, sizeof(rarp));
+	memcpy(e + 22, net->st.mac, 6);      /* sender hardware address */
+	memcpy(e + 32, net->st.mac, 6);      /* target hardware address */
+	pthread_mutex_unlock(&net->vd.lock);
+	return write(net->tap_fd, f, sizeof(f)) == (ssize_t)sizeof(f) ? 0 : -errno;
+}
+
 void virtio_net_destroy(struct virtio_net *net)
 {
 	if (!net)

@@ -321,6 +321,8 @@ void *mig_dest_thread(void *arg)
 		       d && d->err[0] ? d->err : strerror(-ret));
 	else
 		vmm_info("incoming migration completed; the guest runs here");
+	if (!ret)
+		devices_announce(MIG_ANNOUNCE_ROUNDS);
 	if (d) {
 		ram_recv_destroy(&d->ram);
 		free(d->cpus);

@@ -8,6 +8,7 @@
 
 #define MIG_CONNECT_TIMEOUT_MS 10000
 #define MIG_READY_TIMEOUT_MS 60000
+#define MIG_ANNOUNCE_ROUNDS 5      /* self-announce RARPs after an incoming migration */
 
 /* lock guards params, info, cancel, handoff, busy and chan.fd's lifetime;
  * the thread's own work (chan I/O, RAM passes) runs unlocked. */

@@ -660,6 +660,14 @@ static void test_net(void **state)
 	assert_int_equal(mem_read(&f->mem, FAKE_DATA + 0x10000 + 10, &nb, 2), 0);
 	assert_int_equal(nb, 3);
 	assert_memory_equal(mem_gpa_ptr(&f->mem, FAKE_DATA + 0x11000, 1500), pkt + 1500, 1500);
+	/* self-announce: a broadcast RARP from the guest's MAC behind a vnet header */
+	assert_int_equal(virtio_net_announce(net), 0);
+	assert_int_equal(recv(sv[1], got, sizeof(got), 0), 12 + 60);
+	assert_memory_equal(got + 12, "\xff\xff\xff\xff\xff\xff", 6);
+	assert_memory_equal(got + 18, net->st.mac, 6);
+	assert_memory_equal(got + 24, "\x80\x35\x00\x01\x08\x00\x06\x04\x00\x03", 10);
+	assert_memory_equal(got + 34, net->st.mac, 6);
+	assert_memory_equal(got + 44, net->st.mac, 6);
 	/* state round trip keeps the MAC */
 	stream_buf_init(&buf);
 	assert_int_equal(vmstate_save(&virtio_net_vmstate, &net->st, &buf), 0);
