@@ -5,6 +5,7 @@
 #ifndef VMM_MEM_H
 #define VMM_MEM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "vmm/log.h"
@@ -29,10 +30,12 @@ struct guest_mem {
 	uint8_t *base;          /* host mapping of the whole memfd */
 	int nr_regions;
 	struct mem_region regions[MEM_MAX_REGIONS];
-	/* Pages the VMM itself wrote (device DMA), one bit per memfd page, while
-	 * migration tracks dirty pages; NULL otherwise. Set and cleared by the
-	 * migration code, read by mem_mark_dirty() from any thread. */
-	uint64_t *_Atomic dirty;
+	/* Pages the VMM itself wrote (device DMA), one bit per memfd page, set by
+	 * mem_mark_dirty() from any thread while `dirty_on` (migration tracking).
+	 * Lives as long as the memory, so a device thread never writes a freed
+	 * bitmap; the migration code clears and harvests it atomically. */
+	uint64_t *dirty;
+	_Atomic bool dirty_on;
 };
 
 /* Creates SIZE bytes of guest RAM (a page multiple, > 0) as a memfd and maps

@@ -2,6 +2,7 @@
  * PCI hole, and the single bounds-checked way to turn a GPA into a pointer. */
 #include <errno.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -36,6 +37,11 @@ int mem_init(struct guest_mem *mem, uint64_t size)
 		mem->regions[1] = (struct mem_region){ MEM_4G, size - low, low, mem->base + low };
 		mem->nr_regions = 2;
 	}
+	mem->dirty = calloc((size / PAGE_SIZE + 63) / 64, 8);
+	if (!mem->dirty) {
+		mem_destroy(mem);
+		return -ENOMEM;
+	}
 	return 0;
 
 fail_errno:
@@ -50,6 +56,7 @@ void mem_destroy(struct guest_mem *mem)
 		munmap(mem->base, mem->size);
 	if (mem->fd >= 0)
 		close(mem->fd);
+	free(mem->dirty);
 	memset(mem, 0, sizeof(*mem));
 	mem->fd = -1;
 }
@@ -116,10 +123,11 @@ uint64_t mem_page_gpa(const struct guest_mem *mem, uint64_t page)
 
 void mem_mark_dirty(const struct guest_mem *mem, const void *p, size_t len)
 {
-	uint64_t *bm = atomic_load(&((struct guest_mem *)mem)->dirty);
+	uint64_t *bm = mem->dirty;
 	uintptr_t base = (uintptr_t)mem->base, a = (uintptr_t)p;
 
-	if (!bm || len == 0 || a < base || a - base >= mem->size || len > mem->size - (a - base))
+	if (!atomic_load_explicit(&mem->dirty_on, memory_order_acquire) || len == 0 ||
+	    a < base || a - base >= mem->size || len > mem->size - (a - base))
 		return;
 	for (uint64_t pg = (a - base) / PAGE_SIZE; pg <= (a - base + len - 1) / PAGE_SIZE; pg++)
 		__atomic_fetch_or(&bm[pg / 64], 1ULL << (pg % 64), __ATOMIC_RELEASE);

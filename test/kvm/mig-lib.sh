@@ -12,7 +12,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
+# fail MESSAGE: says why, shows the end of each vmm's own output, exits 1.
+fail() {
+	echo "FAIL: $*" >&2
+	for f in "$T"/*.out; do
+		[ -s "$f" ] && { echo "--- $(basename "$f"):"; tail -n 15 "$f"; } >&2
+	done
+	exit 1
+}
 
 # qmp NAME COMMAND [ARGS]: runs a QMP command on vmm NAME's socket.
 qmp() { "$VMM" ctl --qmp "unix:$T/$1.sock" "${@:2}"; }

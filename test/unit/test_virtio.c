@@ -34,21 +34,20 @@ struct fx {
 	struct guest_mem mem;
 	char img[64];
 	struct virtio_blk *blk;
-	uint64_t dirty[MEMSZ / 4096 / 64];
 };
 
 /* Starts dirty tracking of device writes, as a migration does. */
 static void dirty_start(struct fx *f)
 {
-	memset(f->dirty, 0, sizeof(f->dirty));
-	atomic_store(&f->mem.dirty, f->dirty);
+	memset(f->mem.dirty, 0, MEMSZ / 4096 / 8);
+	atomic_store(&f->mem.dirty_on, true);
 }
 
 static bool dirty(struct fx *f, uint64_t gpa)
 {
 	int64_t pg = mem_gpa_page(&f->mem, gpa);
 
-	return pg >= 0 && (f->dirty[pg / 64] >> (pg % 64)) & 1;
+	return pg >= 0 && (f->mem.dirty[pg / 64] >> (pg % 64)) & 1;
 }
 
 static int setup(void **state)
