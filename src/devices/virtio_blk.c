@@ -349,9 +349,14 @@ static void blk_drain(struct virtio_dev *vd)
 		vmm_warn("virtio-blk %s: cannot submit queued I/O", blk->path);
 	while (blk->inflight) {
 		struct io_uring_cqe *cqe;
+		int err = io_uring_wait_cqe(&blk->ring, &cqe);
 
-		if (io_uring_wait_cqe(&blk->ring, &cqe))
+		if (err == -EINTR || err == -EAGAIN)
+			continue;   /* a signal: the I/O is still in flight */
+		if (err) {
+			vmm_err("virtio-blk %s: waiting for I/O failed: %s", blk->path, strerror(-err));
 			break;
+		}
 		pushed |= blk_cqe(blk, cqe);
 		io_uring_cqe_seen(&blk->ring, cqe);
 	}
