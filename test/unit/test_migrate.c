@@ -19,6 +19,7 @@
 #include <cmocka.h>
 
 #include "vmm/chan.h"
+#include "vmm/cpustate.h"
 #include "vmm/pm.h"
 #include "vmm/ram.h"
 #include "vmm/serial.h"
@@ -295,6 +296,78 @@ static void test_pm_state(void **state)
 	assert_int_equal(b.en, PM1_PWRBTN_EN);
 }
 
+/* Fills N bytes at P with a pattern that differs per byte and per SEED. */
+static void fill(void *p, size_t n, unsigned seed)
+{
+	for (size_t i = 0; i < n; i++)
+		((uint8_t *)p)[i] = (uint8_t)(i * 31 + seed);
+}
+
+/* Saves A with DESC, loads into B (zeroed first); returns vmstate_load's
+ * result. With CUT, the stream is cut short by that many bytes. */
+static int state_trip(const struct vmstate_desc *desc, const void *a, void *b, size_t cut)
+{
+	struct stream_buf buf;
+	struct stream_reader r;
+	int ret;
+
+	stream_buf_init(&buf);
+	assert_int_equal(vmstate_save(desc, a, &buf), 0);
+	assert_true(buf.len > cut);
+	memset(b, 0, desc->size);
+	stream_reader_init(&r, buf.data, buf.len - cut);
+	ret = vmstate_load(desc, b, &r, desc->version_id);
+	stream_buf_free(&buf);
+	return ret;
+}
+
+/* Every part of the vCPU state survives the stream byte for byte: mp_state,
+ * regs, sregs, XSAVE, XCRs, debug regs, LAPIC, events and the MSR list;
+ * truncated streams and out-of-range counts are refused. */
+static void test_cpu_state(void **state)
+{
+	struct cpu_state *a = calloc(1, sizeof(*a)), *b = calloc(1, sizeof(*b));
+
+	fill(&a->regs, sizeof(a->regs), 1);
+	fill(&a->sregs, sizeof(a->sregs), 2);
+	fill(&a->xsave, sizeof(a->xsave), 3);
+	fill(&a->xcrs, sizeof(a->xcrs), 4);
+	fill(&a->debugregs, sizeof(a->debugregs), 5);
+	fill(&a->lapic, sizeof(a->lapic), 6);
+	fill(&a->events, sizeof(a->events), 7);
+	a->mp.mp_state = KVM_MP_STATE_HALTED;
+	a->xcrs.nr_xcrs = 1;
+	a->nmsrs = 37;
+	for (uint32_t i = 0; i < a->nmsrs; i++) {
+		a->msr_index[i] = 0xc0000080 + i;
+		a->msr_data[i] = 0x0123456789abcdefULL ^ ((uint64_t)i << 40);
+	}
+	assert_int_equal(state_trip(&cpu_state_vmsd, a, b, 0), 0);
+	assert_memory_equal(a, b, sizeof(*a));
+	for (size_t cut = 1; cut < 64; cut += 7)
+		assert_int_not_equal(state_trip(&cpu_state_vmsd, a, b, cut), 0);
+	a->mp.mp_state = 99;
+	assert_int_not_equal(state_trip(&cpu_state_vmsd, a, b, 0), 0);
+	a->mp.mp_state = KVM_MP_STATE_RUNNABLE;
+	a->xcrs.nr_xcrs = KVM_MAX_XCRS + 1;
+	assert_int_not_equal(state_trip(&cpu_state_vmsd, a, b, 0), 0);
+	free(a);
+	free(b);
+}
+
+/* The VM-wide KVM state: PIC, IOAPIC, PIT, kvmclock and TSC rate. */
+static void test_vm_kvm_state(void **state)
+{
+	struct vm_kvm_state a = { 0 }, b;
+
+	fill(&a, offsetof(struct vm_kvm_state, clock_ns), 3);
+	a.clock_ns = 0x1122334455667788ULL;
+	a.tsc_khz = 2994000;
+	assert_int_equal(state_trip(&vm_kvm_state_vmsd, &a, &b, 0), 0);
+	assert_memory_equal(&a, &b, sizeof(a));
+	assert_int_not_equal(state_trip(&vm_kvm_state_vmsd, &a, &b, 5), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -305,6 +378,8 @@ int main(void)
 		cmocka_unit_test(test_shape_check),
 		cmocka_unit_test(test_serial_state),
 		cmocka_unit_test(test_pm_state),
+		cmocka_unit_test(test_cpu_state),
+		cmocka_unit_test(test_vm_kvm_state),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
