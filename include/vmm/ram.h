@@ -2,7 +2,8 @@
  * (KVM_CLEAR_DIRTY_LOG with manual protect where the host has it) plus the
  * pages devices wrote, and page passes that send what is dirty. Destination:
  * validated page batches written into guest RAM. Page indexes are memfd
- * page numbers (see mem_gpa_page). */
+ * page numbers (see mem_gpa_page). The page path itself needs only a
+ * struct guest_mem (ram_send_init, ram_recv_init_mem), so it runs without KVM. */
 #ifndef VMM_RAM_H
 #define VMM_RAM_H
 
@@ -12,6 +13,7 @@
 #include "vmm/log.h"
 #include "vmm/stream.h"
 
+struct guest_mem;
 struct vm;
 
 struct ram_stats {
@@ -22,12 +24,13 @@ struct ram_stats {
 
 /* Sender state; used by the migration thread only. */
 struct ram_tracker {
-	struct vm *vm;
+	struct vm *vm;            /* KVM dirty log in use; NULL after ram_send_init() */
+	struct guest_mem *mem;    /* RAM the pages are read from */
 	bool manual_protect;      /* KVM_CLEAR_DIRTY_LOG available and enabled */
 	uint64_t npages;
 	uint64_t *dirty;          /* pages to send */
 	uint64_t *scratch;        /* one slot's KVM bitmap */
-	uint64_t *user;           /* published as vm->mem.dirty */
+	uint64_t *user;           /* vm->mem.dirty: device writes */
 	uint64_t max_bandwidth;   /* bytes/s, 0 = unlimited */
 	struct ram_stats stats;
 	struct stream_buf buf;
@@ -43,6 +46,10 @@ struct ram_tracker {
 /* Starts dirty tracking on every RAM slot and marks all pages dirty;
  * 0 or -errno. */
 int ram_track_start(struct ram_tracker *t, struct vm *vm) VMM_MUST_CHECK;
+/* Prepares to send every page of MEM once, with no dirty tracking and no
+ * KVM (ram_sync() must not be called); 0 or -ENOMEM. Free with
+ * ram_track_stop(). */
+int ram_send_init(struct ram_tracker *t, struct guest_mem *mem) VMM_MUST_CHECK;
 /* Stops dirty tracking and frees the tracker. */
 void ram_track_stop(struct ram_tracker *t);
 /* Collects pages dirtied since the last sync into the send set; returns the
@@ -56,13 +63,15 @@ int ram_send_pass(struct ram_tracker *t, struct chan *c) VMM_MUST_CHECK;
 
 /* Destination: written-page map so zero pages only touch RAM when needed. */
 struct ram_receiver {
-	struct vm *vm;
+	struct guest_mem *mem;
 	uint64_t *written;
 	uint64_t pages;
 };
 
 /* Prepares to receive into VM's RAM; 0 or -ENOMEM. */
 int ram_recv_init(struct ram_receiver *r, struct vm *vm) VMM_MUST_CHECK;
+/* Same, into MEM (which starts all zero); 0 or -ENOMEM. */
+int ram_recv_init_mem(struct ram_receiver *r, struct guest_mem *mem) VMM_MUST_CHECK;
 /* Validates a whole PAGES payload, then writes it into guest RAM; 0 or
  * -EBADMSG/-EFAULT (nothing written on a validation error). */
 int ram_recv_pages(struct ram_receiver *r, const void *payload, size_t len) VMM_MUST_CHECK;

@@ -34,12 +34,42 @@ static uint64_t le64_load(const uint8_t *p)
 	return (uint64_t)le32_load(p) | (uint64_t)le32_load(p + 4) << 32;
 }
 
-/* --- crc32c: slicing-by-8 tables, SSE4.2 crc32 instruction when present --- */
+/* --- crc32c: slicing-by-8 tables; the SSE4.2 crc32 instruction when present,
+ * on three interleaved lanes (its latency is three times its issue rate)
+ * combined with "append N zero bytes" tables --- */
 
 #define CRC32C_POLY 0x82f63b78u	/* Castagnoli, reflected */
+/* Lane lengths of the hardware path: long blocks, then short ones. */
+#define CRC_LONG 8192u
+#define CRC_SHORT 256u
 
 static uint32_t crc_table[8][256];
+/* crc_shift_*[k][b]: the register (b << 8k) after CRC_LONG / CRC_SHORT zero bytes */
+static uint32_t crc_shift_long[4][256], crc_shift_short[4][256];
 static pthread_once_t crc_table_once = PTHREAD_ONCE_INIT;
+
+/* Fills T so that crc_shift(T, r) is register r after LEN zero bytes. */
+static void crc_shift_build(uint32_t t[4][256], size_t len)
+{
+	uint32_t bit[32];
+
+	for (int i = 0; i < 32; i++) {
+		uint32_t c = 1u << i;
+
+		for (size_t n = 0; n < len; n++)
+			c = (c >> 8) ^ crc_table[0][c & 0xff];
+		bit[i] = c;
+	}
+	for (int k = 0; k < 4; k++)
+		for (uint32_t b = 0; b < 256; b++) {
+			uint32_t v = 0;
+
+			for (int i = 0; i < 8; i++)
+				if (b & (1u << i))
+					v ^= bit[8 * k + i];
+			t[k][b] = v;
+		}
+}
 
 static void crc_table_build(void)
 {
@@ -54,6 +84,8 @@ static void crc_table_build(void)
 		for (int t = 1; t < 8; t++)
 			crc_table[t][i] = (crc_table[t - 1][i] >> 8) ^
 					  crc_table[0][crc_table[t - 1][i] & 0xff];
+	crc_shift_build(crc_shift_long, CRC_LONG);
+	crc_shift_build(crc_shift_short, CRC_SHORT);
 }
 
 uint32_t stream_crc32c_sw(uint32_t crc, const void *p, size_t len)
@@ -76,18 +108,49 @@ uint32_t stream_crc32c_sw(uint32_t crc, const void *p, size_t len)
 }
 
 #if defined(__x86_64__)
+static uint32_t crc_shift(const uint32_t t[4][256], uint32_t c)
+{
+	return t[0][c & 0xff] ^ t[1][(c >> 8) & 0xff] ^ t[2][(c >> 16) & 0xff] ^ t[3][c >> 24];
+}
+
+/* Runs register C over 3 * LANE bytes at *B as three lanes, advancing *B. */
+__attribute__((target("sse4.2")))
+static uint64_t crc_hw_3lanes(uint64_t c, const uint8_t **b, size_t lane,
+			      const uint32_t shift[4][256])
+{
+	const uint8_t *p = *b, *end = p + lane;
+	uint64_t c1 = 0, c2 = 0, v0, v1, v2;
+
+	for (; p < end; p += 8) {
+		memcpy(&v0, p, 8);
+		memcpy(&v1, p + lane, 8);
+		memcpy(&v2, p + 2 * lane, 8);
+		c = _mm_crc32_u64(c, v0);
+		c1 = _mm_crc32_u64(c1, v1);
+		c2 = _mm_crc32_u64(c2, v2);
+	}
+	*b += 3 * lane;
+	c = crc_shift(shift, (uint32_t)c) ^ c1;
+	return crc_shift(shift, (uint32_t)c) ^ c2;
+}
+
 __attribute__((target("sse4.2")))
 uint32_t stream_crc32c_hw(uint32_t crc, const void *p, size_t len)
 {
-	const uint8_t *b = p;
+	const uint8_t *b = p, *end = b + len;
 	uint64_t c = ~crc;
 	uint64_t v;
 
-	for (; len >= 8; b += 8, len -= 8) {
+	pthread_once(&crc_table_once, crc_table_build);
+	while ((size_t)(end - b) >= 3 * CRC_LONG)
+		c = crc_hw_3lanes(c, &b, CRC_LONG, crc_shift_long);
+	while ((size_t)(end - b) >= 3 * CRC_SHORT)
+		c = crc_hw_3lanes(c, &b, CRC_SHORT, crc_shift_short);
+	for (; end - b >= 8; b += 8) {
 		memcpy(&v, b, 8);
 		c = _mm_crc32_u64(c, v);
 	}
-	while (len--)
+	while (b < end)
 		c = _mm_crc32_u8((uint32_t)c, *b++);
 	return ~(uint32_t)c;
 }

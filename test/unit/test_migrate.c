@@ -2,10 +2,12 @@
  * Unit tests for the migration pieces that need no KVM: the io_uring channel
  * over a socketpair (exact frames, EOF, stall timeout, corrupt frames), the
  * destination's page receiver against a memfd guest RAM (bad GPAs refused
- * before anything is written, zero pages), the guest-shape handshake checks,
+ * before anything is written, zero pages, write order), the page sender
+ * without KVM end to end, the guest-shape handshake checks,
  * and save/load round trips of the serial and PM device state.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <linux/kvm.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -153,6 +155,147 @@ static void test_ram_receive(void **state)
 	stream_buf_free(&b);
 	ram_recv_destroy(&r);
 	mem_destroy(&vm.mem);
+}
+
+/* Writes gathered into runs: order inside a batch, runs longer than one
+ * pwritev(), and memfd-contiguous pages on both sides of the PCI hole. */
+static void test_ram_receive_runs(void **state)
+{
+	enum { N = 600 };
+	static uint8_t pages[N][4096];
+	static uint64_t gpas[N + 4];
+	static const void *data[N + 4];
+	const uint64_t low = MEM_HOLE_START;
+	struct guest_mem mem;
+	struct ram_receiver r;
+	struct stream_buf b;
+	int n = 0;
+
+	assert_int_equal(mem_init(&mem, low + (8ULL << 20)), 0);
+	assert_int_equal(ram_recv_init_mem(&r, &mem), 0);
+	stream_buf_init(&b);
+	for (int i = 0; i < N; i++) {
+		memset(pages[i], i % 255 + 1, 4096);
+		gpas[n] = low - 300 * 4096ULL + (uint64_t)i * 4096;
+		if (gpas[n] >= low)
+			gpas[n] += MEM_4G - low;   /* the same memfd page, above the hole */
+		data[n++] = pages[i];
+	}
+	gpas[n] = 0x5000, data[n++] = pages[1];   /* normal, then zero: ends zero */
+	gpas[n] = 0x5000, data[n++] = NULL;
+	gpas[n] = 0x7000, data[n++] = pages[2];   /* normal twice: the last wins */
+	gpas[n] = 0x7000, data[n++] = pages[3];
+	make_pages(&b, gpas, data, n);
+	assert_int_equal(ram_recv_pages(&r, b.data + STREAM_FRAME_HDR_SIZE,
+					b.len - STREAM_FRAME_HDR_SIZE), 0);
+	for (int i = 0; i < N; i++) {
+		const uint8_t *p = mem.base + low - 300 * 4096ULL + (uint64_t)i * 4096;
+
+		assert_int_equal(p[0], i % 255 + 1);
+		assert_int_equal(p[4095], i % 255 + 1);
+	}
+	assert_int_equal(mem.base[0x5000], 0);
+	assert_int_equal(mem.base[0x7000], 4);
+	assert_int_equal(mem.base[0x8000], 0);
+	stream_buf_free(&b);
+	ram_recv_destroy(&r);
+	mem_destroy(&mem);
+}
+
+/* Compares two guest RAMs through pread(), which (unlike reading the
+ * mapping) leaves holes as holes. */
+static bool memfd_equal(const struct guest_mem *a, const struct guest_mem *b)
+{
+	static uint8_t x[1 << 16], y[1 << 16];
+
+	for (uint64_t off = 0; off < a->size; off += sizeof(x))
+		if (pread(a->fd, x, sizeof(x), (off_t)off) != (ssize_t)sizeof(x) ||
+		    pread(b->fd, y, sizeof(y), (off_t)off) != (ssize_t)sizeof(y) ||
+		    memcmp(x, y, sizeof(x)))
+			return false;
+	return true;
+}
+
+struct send_ctx {
+	struct ram_tracker *t;
+	struct chan *c;
+	int ret;
+};
+
+static void *send_thread(void *opaque)
+{
+	struct send_ctx *x = opaque;
+
+	x->ret = ram_send_pass(x->t, x->c);
+	return NULL;
+}
+
+/* Runs one pass of T from A while B receives it into R; returns frames seen. */
+static int pass_over(struct ram_tracker *t, struct ram_receiver *r, struct chan *a,
+		     struct chan *b, uint64_t pages)
+{
+	struct send_ctx x = { t, a, 0 };
+	struct stream_buf in;
+	struct stream_frame f;
+	pthread_t th;
+	int frames = 0;
+
+	stream_buf_init(&in);
+	assert_int_equal(pthread_create(&th, NULL, send_thread, &x), 0);
+	for (uint64_t got = 0; got < pages; frames++) {
+		assert_int_equal(chan_recv_frame(b, &f, &in, STREAM_MAX_PAYLOAD), 0);
+		assert_int_equal(f.type, STREAM_PAGES);
+		got += in.data[0] | (uint32_t)in.data[1] << 8 | (uint32_t)in.data[2] << 16;
+		assert_int_equal(ram_recv_pages(r, in.data, in.len), 0);
+	}
+	pthread_join(th, NULL);
+	assert_int_equal(x.ret, 0);
+	stream_buf_free(&in);
+	return frames;
+}
+
+/* The page sender without KVM (ram_send_init): holes, zero and data pages
+ * arrive as they are; a hole written after a pass is sent by the next one. */
+static void test_ram_send_roundtrip(void **state)
+{
+	const uint64_t size = 16ULL << 20, npages = size / 4096;
+	struct guest_mem src, dst;
+	struct ram_tracker t;
+	struct ram_receiver r;
+	struct chan a, b;
+
+	assert_int_equal(mem_init(&src, size), 0);
+	assert_int_equal(mem_init(&dst, size), 0);
+	for (uint64_t i = 0; i < npages; i++)
+		if (i % 7 == 0)
+			memset(src.base + i * 4096, (int)(i % 251) + 1, 4096);
+		else if (i % 7 == 1)
+			memset(src.base + i * 4096, 0, 4096);  /* written, but zero */
+	/* i % 7 >= 2: holes, never touched */
+	chan_pair(&a, &b, 5000);
+	assert_int_equal(ram_send_init(&t, &src), 0);
+	assert_int_equal(ram_recv_init_mem(&r, &dst), 0);
+	assert_int_equal(ram_pending(&t), npages);
+	assert_true(pass_over(&t, &r, &a, &b, npages) > 1);
+	assert_int_equal(ram_pending(&t), 0);
+	assert_int_equal(t.stats.normal, (npages + 6) / 7);
+	assert_int_equal(t.stats.duplicate, npages - (npages + 6) / 7);
+	assert_true(memfd_equal(&src, &dst));
+	/* pass 2 sends page 10, inside the hole [9, 14); then page 11 gets data
+	 * and pass 3 must read it, not trust what pass 2 learnt about the hole */
+	t.dirty[0] |= 1ULL << 10;
+	assert_int_equal(pass_over(&t, &r, &a, &b, 1), 1);
+	memset(src.base + 11 * 4096, 0x5A, 4096);
+	t.dirty[0] |= 1ULL << 11;
+	assert_int_equal(pass_over(&t, &r, &a, &b, 1), 1);
+	assert_int_equal(dst.base[11 * 4096 + 100], 0x5A);
+	assert_int_equal(t.stats.normal, (npages + 6) / 7 + 1);
+	ram_track_stop(&t);
+	ram_recv_destroy(&r);
+	chan_close(&a);
+	chan_close(&b);
+	mem_destroy(&src);
+	mem_destroy(&dst);
 }
 
 static struct kvm_cpuid2 *cpuid_one(uint32_t ecx7)
@@ -375,6 +518,8 @@ int main(void)
 		cmocka_unit_test(test_chan_eof_and_stall),
 		cmocka_unit_test(test_chan_uri),
 		cmocka_unit_test(test_ram_receive),
+		cmocka_unit_test(test_ram_receive_runs),
+		cmocka_unit_test(test_ram_send_roundtrip),
 		cmocka_unit_test(test_shape_check),
 		cmocka_unit_test(test_serial_state),
 		cmocka_unit_test(test_pm_state),

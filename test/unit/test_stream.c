@@ -87,6 +87,37 @@ static void test_crc32c_hw_matches_sw(void **state)
 	free(buf);
 }
 
+/* The hardware path splits long inputs into three lanes of 8 KiB, then of
+ * 256 bytes, and joins them; every split point must give the table result. */
+static void test_crc32c_hw_lanes(void **state)
+{
+	enum { N = 3 * 8192 * 2 + 3 * 256 + 100 };
+	static const size_t lens[] = {
+		767, 768, 769, 3 * 256 * 2, 3 * 8192 - 1, 3 * 8192, 3 * 8192 + 1,
+		3 * 8192 + 3 * 256 + 7, 3 * 8192 * 2, N - 8,
+	};
+	uint8_t *buf = malloc(N);
+	uint32_t seed = 777;
+
+	assert_non_null(buf);
+	if (!stream_crc32c_hw_available()) {
+		free(buf);
+		skip();
+	}
+	for (int i = 0; i < N; i++) {
+		seed = seed * 1103515245u + 12345u;
+		buf[i] = (uint8_t)(seed >> 16);
+	}
+	for (size_t off = 0; off < 8; off += 3)
+		for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++)
+			assert_int_equal(stream_crc32c_hw(0xabcd, buf + off, lens[i]),
+					 stream_crc32c_sw(0xabcd, buf + off, lens[i]));
+	/* chained calls split anywhere give the one-call result */
+	assert_int_equal(stream_crc32c_hw(stream_crc32c_hw(0, buf, 30000), buf + 30000, N - 30000),
+			 stream_crc32c_sw(0, buf, N));
+	free(buf);
+}
+
 /* --- expected bytes --- */
 
 static void test_hello_bytes(void **state)
@@ -570,6 +601,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_crc32c_known),
 		cmocka_unit_test(test_crc32c_hw_matches_sw),
+		cmocka_unit_test(test_crc32c_hw_lanes),
 		cmocka_unit_test(test_hello_bytes),
 		cmocka_unit_test(test_pages_bytes),
 		cmocka_unit_test(test_every_truncation),

@@ -1,0 +1,667 @@
+/* Stream throughput without KVM: the real page sender (ram_send_pass over a
+ * chan) and receiver (chan_recv_frame + ram_recv_pages) move a memfd of guest
+ * RAM over loopback TCP, one thread each, for several page mixes. Each mix is
+ * compared with the loopback limit measured in the same run (plain blocking
+ * send()/recv() of the same number of non-zero bytes in large buffers), and
+ * zero pages also with memset/memcpy/read speed. Prints ratios, not verdicts. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+#include "vmm/chan.h"
+#include "vmm/mem.h"
+#include "vmm/ram.h"
+#include "vmm/stream.h"
+
+#define BENCH_CHUNK (4u << 20)         /* baseline send()/recv() size */
+#define BENCH_MEMSPEED (256u << 20)    /* buffer for the memory speed test */
+#define MIB (1024.0 * 1024.0)
+
+enum mix { MIX_RANDOM, MIX_PATTERN, MIX_MIXED, MIX_ZERO, MIX_HOLE, MIX_COUNT };
+
+static const char *const mix_names[MIX_COUNT] = { "random", "pattern", "mixed", "zero", "hole" };
+static const char *const mix_help[MIX_COUNT] = {
+	"every page random bytes",
+	"one non-zero page repeated",
+	"1/2 zero, 1/4 random, 1/4 pattern, by page",
+	"every page written with zeros",
+	"never-touched memfd (holes)",
+};
+
+/* One vmm run: what the receiver saw, and the sender's counters. */
+struct run {
+	struct guest_mem *src, *dst;
+	bool fresh_dst;          /* leave the destination memfd unpopulated */
+	int lfd;
+	uint16_t port;
+	int ret;                 /* first error of either side */
+	uint64_t t0, t1;         /* sender start, receiver done (ns) */
+	struct ram_stats stats;
+	uint64_t wire;           /* bytes sent on the connection */
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static double mibs(uint64_t bytes, uint64_t ns)
+{
+	return ns ? (double)bytes / MIB / ((double)ns / 1e9) : 0;
+}
+
+/* xorshift64: fast, non-zero, not compressible by anything in the path. */
+static void fill_random(uint8_t *p, size_t len, uint64_t seed)
+{
+	uint64_t x = seed | 1;
+
+	for (size_t i = 0; i + 8 <= len; i += 8) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		memcpy(p + i, &x, 8);
+	}
+}
+
+static void fill_mix(struct guest_mem *m, enum mix mix)
+{
+	uint64_t pages = m->size / PAGE_SIZE;
+	uint8_t pat[PAGE_SIZE];
+
+	if (mix == MIX_HOLE)
+		return;
+	fill_random(pat, sizeof(pat), 0x9e3779b97f4a7c15ULL);
+	for (uint64_t i = 0; i < pages; i++) {
+		uint8_t *p = m->base + i * PAGE_SIZE;
+		unsigned sel = (unsigned)((i * 2654435761ULL) >> 7) & 3;
+
+		if (mix == MIX_ZERO || (mix == MIX_MIXED && sel < 2))
+			memset(p, 0, PAGE_SIZE);
+		else if (mix == MIX_RANDOM || (mix == MIX_MIXED && sel == 2))
+			fill_random(p, PAGE_SIZE, i * 0x100000001b3ULL + 7);
+		else
+			memcpy(p, pat, PAGE_SIZE);
+	}
+}
+
+/* Listening socket on 127.0.0.1, ephemeral port; returns the fd or -errno. */
+static int listen_loopback(uint16_t *port)
+{
+	char err[128];
+	struct sockaddr_in sa;
+	socklen_t sl = sizeof(sa);
+	int lfd = chan_listen("tcp:127.0.0.1:0", err, sizeof(err));
+
+	if (lfd < 0) {
+		fprintf(stderr, "stream-bench: %s\n", err);
+		return lfd;
+	}
+	if (getsockname(lfd, (struct sockaddr *)&sa, &sl) < 0) {
+		close(lfd);
+		return -errno;
+	}
+	*port = ntohs(sa.sin_port);
+	return lfd;
+}
+
+/* --- the vmm path --- */
+
+static void *vmm_receiver(void *opaque)
+{
+	struct run *run = opaque;
+	struct ram_receiver r;
+	struct stream_buf in;
+	struct chan c;
+	int ret = chan_accept(&c, run->lfd, 10000);
+
+	if (ret) {
+		run->ret = ret;
+		return NULL;
+	}
+	stream_buf_init(&in);
+	ret = ram_recv_init_mem(&r, run->dst);
+	while (!ret) {
+		struct stream_frame f;
+
+		ret = chan_recv_frame(&c, &f, &in, STREAM_MAX_PAYLOAD);
+		if (ret)
+			break;
+		if (f.type == STREAM_PAGES)
+			ret = ram_recv_pages(&r, in.data, in.len);
+		else if (f.type == STREAM_PASS_END)
+			break;
+		else if (f.type != STREAM_PASS_BEGIN)
+			ret = -EPROTO;
+	}
+	run->t1 = now_ns();
+	if (ret)
+		run->ret = ret;
+	ram_recv_destroy(&r);
+	stream_buf_free(&in);
+	chan_close(&c);
+	return NULL;
+}
+
+/* PASS_BEGIN, one full pass, PASS_END: what src_pass() sends for pass 1. */
+static int vmm_send(struct run *run, struct chan *c)
+{
+	struct ram_tracker t;
+	struct stream_buf b;
+	int ret = ram_send_init(&t, run->src);
+
+	if (ret)
+		return ret;
+	stream_buf_init(&b);
+	run->t0 = now_ns();
+	ret = stream_u32_put(&b, STREAM_PASS_BEGIN, 1) ?: chan_send(c, b.data, b.len);
+	if (!ret)
+		ret = ram_send_pass(&t, c);
+	stream_buf_reset(&b);
+	if (!ret)
+		ret = stream_u32_put(&b, STREAM_PASS_END, 1) ?: chan_send(c, b.data, b.len);
+	run->stats = t.stats;
+	run->wire = c->sent;
+	stream_buf_free(&b);
+	ram_track_stop(&t);
+	return ret;
+}
+
+/* Faults every page of M in (zero-filled), as the baseline's receive buffer
+ * is: on a host that backs guest memory lazily (this sandbox), the first
+ * write to a fresh page costs more than the whole stream path. */
+static void populate(struct guest_mem *m)
+{
+	if (madvise(m->base, m->size, MADV_POPULATE_WRITE) == 0)
+		return;
+	for (uint64_t off = 0; off < m->size; off += PAGE_SIZE)
+		((volatile uint8_t *)m->base)[off] = 0;
+}
+
+/* Compares two memfds through pread(), which (unlike touching the mapping)
+ * allocates nothing for holes; 0 if equal, else -EIO. */
+static int same_contents(const struct guest_mem *a, const struct guest_mem *b)
+{
+	uint8_t *x = malloc(BENCH_CHUNK), *y = malloc(BENCH_CHUNK);
+	int ret = x && y ? 0 : -ENOMEM;
+
+	for (uint64_t off = 0; !ret && off < a->size; off += BENCH_CHUNK) {
+		size_t n = a->size - off < BENCH_CHUNK ? (size_t)(a->size - off) : BENCH_CHUNK;
+
+		if (pread(a->fd, x, n, (off_t)off) != (ssize_t)n ||
+		    pread(b->fd, y, n, (off_t)off) != (ssize_t)n || memcmp(x, y, n))
+			ret = -EIO;
+	}
+	free(x);
+	free(y);
+	return ret;
+}
+
+/* One transfer of SRC into a fresh destination memfd, checked afterwards. */
+static int vmm_run(struct run *run)
+{
+	struct guest_mem dst;
+	pthread_t th;
+	struct chan c = { .fd = -1 };
+	char err[128], uri[64];
+	int ret = mem_init(&dst, run->src->size);
+
+	if (ret)
+		return ret;
+	if (!run->fresh_dst)
+		populate(&dst);
+	run->dst = &dst;
+	run->ret = 0;
+	ret = listen_loopback(&run->port);
+	if (ret < 0)
+		goto out_mem;
+	run->lfd = ret;
+	ret = pthread_create(&th, NULL, vmm_receiver, run);
+	if (ret) {
+		ret = -ret;
+		goto out_lfd;
+	}
+	snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%u", run->port);
+	ret = chan_connect(&c, uri, 10000, err, sizeof(err));
+	if (!ret) {
+		ret = vmm_send(run, &c);
+		if (ret)
+			chan_abort(&c);
+	}
+	pthread_join(th, NULL);
+	chan_close(&c);
+	ret = ret ?: run->ret;
+	if (!ret && same_contents(run->src, &dst)) {
+		fprintf(stderr, "stream-bench: destination RAM differs from the source\n");
+		ret = -EIO;
+	}
+out_lfd:
+	close(run->lfd);
+out_mem:
+	mem_destroy(&dst);
+	return ret;
+}
+
+/* --- the limit: plain blocking send()/recv() in large buffers --- */
+
+struct plain {
+	int lfd;
+	uint64_t total;
+	uint64_t t1;
+	int ret;
+};
+
+static void *plain_receiver(void *opaque)
+{
+	struct plain *p = opaque;
+	uint8_t *buf = malloc(BENCH_CHUNK);
+	int fd = accept(p->lfd, NULL, NULL);
+	uint64_t got = 0;
+
+	if (fd < 0 || !buf) {
+		p->ret = fd < 0 ? -errno : -ENOMEM;
+		goto out;
+	}
+	memset(buf, 1, BENCH_CHUNK);
+	while (got < p->total) {
+		ssize_t n = recv(fd, buf, BENCH_CHUNK, 0);
+
+		if (n <= 0) {
+			p->ret = n < 0 ? -errno : -ECONNRESET;
+			break;
+		}
+		got += (uint64_t)n;
+	}
+	p->t1 = now_ns();
+out:
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	return NULL;
+}
+
+/* Sends the SIZE bytes at SRC (non-zero) over a plain TCP connection;
+ * returns MiB/s or a negative number on error. */
+static double plain_run(const uint8_t *src, uint64_t size)
+{
+	struct plain p = { .total = size };
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	uint64_t t0, off = 0;
+	uint16_t port;
+	pthread_t th;
+	int fd;
+
+	p.lfd = listen_loopback(&port);
+	if (p.lfd < 0)
+		return -1;
+	sa.sin_port = htons(port);
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (fd < 0 || pthread_create(&th, NULL, plain_receiver, &p)) {
+		close(p.lfd);
+		return -1;
+	}
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		p.ret = -errno;
+	t0 = now_ns();
+	while (!p.ret && off < size) {
+		size_t n = size - off < BENCH_CHUNK ? (size_t)(size - off) : BENCH_CHUNK;
+		ssize_t s = send(fd, src + off, n, MSG_NOSIGNAL);
+
+		if (s <= 0)
+			break;
+		off += (uint64_t)s;
+	}
+	if (off < size)
+		shutdown(fd, SHUT_RDWR);
+	pthread_join(th, NULL);
+	close(fd);
+	close(p.lfd);
+	return off < size || p.ret ? -1 : mibs(size, p.t1 - t0);
+}
+
+/* --- the transport alone: chan_send()/chan_recv() (io_uring) in large buffers --- */
+
+struct rawchan {
+	int lfd;
+	uint64_t total;
+	uint64_t t1;
+	int ret;
+};
+
+static void *rawchan_receiver(void *opaque)
+{
+	struct rawchan *p = opaque;
+	uint8_t *buf = malloc(BENCH_CHUNK);
+	struct chan c;
+	int ret = buf ? chan_accept(&c, p->lfd, 10000) : -ENOMEM;
+
+	for (uint64_t got = 0; !ret && got < p->total; got += BENCH_CHUNK)
+		ret = chan_recv(&c, buf, p->total - got < BENCH_CHUNK ? p->total - got : BENCH_CHUNK);
+	p->t1 = now_ns();
+	p->ret = ret;
+	if (buf)
+		chan_close(&c);
+	free(buf);
+	return NULL;
+}
+
+/* Like plain_run() through the project's chan; MiB/s or negative on error. */
+static double rawchan_run(const uint8_t *src, uint64_t size)
+{
+	struct rawchan p = { .total = size };
+	char err[128], uri[64];
+	uint16_t port;
+	uint64_t t0 = 0;
+	pthread_t th;
+	struct chan c;
+	int ret;
+
+	p.lfd = listen_loopback(&port);
+	if (p.lfd < 0 || pthread_create(&th, NULL, rawchan_receiver, &p)) {
+		if (p.lfd >= 0)
+			close(p.lfd);
+		return -1;
+	}
+	snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%u", port);
+	ret = chan_connect(&c, uri, 10000, err, sizeof(err));
+	if (!ret) {
+		t0 = now_ns();
+		for (uint64_t off = 0; !ret && off < size; off += BENCH_CHUNK)
+			ret = chan_send(&c, src + off,
+					size - off < BENCH_CHUNK ? size - off : BENCH_CHUNK);
+		if (ret)
+			chan_abort(&c);
+	}
+	pthread_join(th, NULL);
+	chan_close(&c);
+	close(p.lfd);
+	return ret || p.ret ? -1 : mibs(size, p.t1 - t0);
+}
+
+/* pwritev() of SRC into a fresh memfd in 4 KiB pieces, 4 MiB per call:
+ * the fastest the destination can fill fresh guest RAM; MiB/s or -1. */
+static double fresh_write_speed(const uint8_t *src, uint64_t size)
+{
+	struct iovec iov[BENCH_CHUNK / PAGE_SIZE];
+	struct guest_mem m;
+	uint64_t t0 = now_ns();
+	int ret = mem_init(&m, size);
+
+	for (uint64_t off = 0; !ret && off < size; off += BENCH_CHUNK) {
+		int n = (int)((size - off < BENCH_CHUNK ? size - off : BENCH_CHUNK) / PAGE_SIZE);
+
+		for (int i = 0; i < n; i++)
+			iov[i] = (struct iovec){ (void *)(src + off + (uint64_t)i * PAGE_SIZE), PAGE_SIZE };
+		if (pwritev(m.fd, iov, n, (off_t)off) != (ssize_t)n * (ssize_t)PAGE_SIZE)
+			ret = -EIO;
+	}
+	t0 = now_ns() - t0;
+	mem_destroy(&m);
+	return ret ? -1 : mibs(size, t0);
+}
+
+/* --- memory speed --- */
+
+struct memspeed {
+	double set, copy, read;    /* MiB/s */
+};
+
+static void memspeed_measure(struct memspeed *m, int reps)
+{
+	uint8_t *a = mmap(NULL, BENCH_MEMSPEED, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	uint8_t *b = mmap(NULL, BENCH_MEMSPEED, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+
+	memset(m, 0, sizeof(*m));
+	if (a == MAP_FAILED || b == MAP_FAILED)
+		goto out;
+	memset(a, 1, BENCH_MEMSPEED);
+	memset(b, 2, BENCH_MEMSPEED);
+	for (int r = 0; r < reps; r++) {
+		volatile uint64_t sink;
+		uint64_t acc = 0, t = now_ns();
+		double v;
+
+		memset(a, r + 3, BENCH_MEMSPEED);
+		v = mibs(BENCH_MEMSPEED, now_ns() - t);
+		m->set = v > m->set ? v : m->set;
+		t = now_ns();
+		memcpy(b, a, BENCH_MEMSPEED);
+		v = mibs(BENCH_MEMSPEED, now_ns() - t);
+		m->copy = v > m->copy ? v : m->copy;
+		t = now_ns();
+		for (size_t i = 0; i < BENCH_MEMSPEED / 8; i += 4) {
+			const uint64_t *q = (const uint64_t *)b + i;
+
+			acc |= q[0] | q[1] | q[2] | q[3];
+		}
+		sink = acc;
+		(void)sink;
+		v = mibs(BENCH_MEMSPEED, now_ns() - t);
+		m->read = v > m->read ? v : m->read;
+	}
+out:
+	if (a != MAP_FAILED)
+		munmap(a, BENCH_MEMSPEED);
+	if (b != MAP_FAILED)
+		munmap(b, BENCH_MEMSPEED);
+}
+
+/* --- driver --- */
+
+struct opts {
+	uint64_t size;
+	int reps;
+	bool fresh_dst;
+	bool want[MIX_COUNT];
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: stream-bench [--size N[M|G]] [--reps N] [--mix NAME,...] [--fresh-dst]\n"
+		   "  --size       guest RAM moved per run (default 2G)\n"
+		   "  --reps       runs per measurement, medians printed (default 3)\n"
+		   "  --fresh-dst  receive into an unpopulated memfd (default: populated first)\n"
+		   "  --mix        any of:");
+	for (int i = 0; i < MIX_COUNT; i++)
+		fprintf(f, "\n               %-8s %s", mix_names[i], mix_help[i]);
+	fprintf(f, "\n               (default: all)\n");
+}
+
+static int parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v = strtoull(s, &end, 10);
+
+	if (end == s)
+		return -EINVAL;
+	if (*end == 'G' || *end == 'g')
+		v <<= 30, end++;
+	else if (*end == 'M' || *end == 'm' || !*end)
+		v <<= 20, end += !!*end;
+	if (*end || !v || v % PAGE_SIZE)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+static int parse_mixes(char *s, bool *want)
+{
+	for (char *tok = strtok(s, ","); tok; tok = strtok(NULL, ",")) {
+		int i;
+
+		for (i = 0; i < MIX_COUNT && strcmp(tok, mix_names[i]); i++)
+			;
+		if (i == MIX_COUNT)
+			return -EINVAL;
+		want[i] = true;
+	}
+	return 0;
+}
+
+static int parse_opts(int argc, char **argv, struct opts *o)
+{
+	static const struct option lo[] = {
+		{ "size", required_argument, NULL, 's' }, { "reps", required_argument, NULL, 'r' },
+		{ "mix", required_argument, NULL, 'm' }, { "help", no_argument, NULL, 'h' },
+		{ "fresh-dst", no_argument, NULL, 'f' },
+		{ 0 },
+	};
+	bool any = false;
+	int c;
+
+	*o = (struct opts){ .size = 2ULL << 30, .reps = 3 };
+	while ((c = getopt_long(argc, argv, "s:r:m:hf", lo, NULL)) != -1) {
+		o->fresh_dst |= c == 'f';
+		if (c == 'f' || (c == 's' && !parse_size(optarg, &o->size)))
+			continue;
+		if (c == 'r' && (o->reps = atoi(optarg)) > 0)
+			continue;
+		if (c == 'm' && !parse_mixes(optarg, o->want))
+			continue;
+		usage(c == 'h' ? stdout : stderr);
+		return c == 'h' ? 1 : -EINVAL;
+	}
+	for (int i = 0; i < MIX_COUNT; i++)
+		any |= o->want[i];
+	for (int i = 0; i < MIX_COUNT && !any; i++)
+		o->want[i] = true;
+	return optind < argc ? -EINVAL : 0;
+}
+
+static double median(double *v, int n)
+{
+	for (int i = 1; i < n; i++)
+		for (int j = i; j > 0 && v[j] < v[j - 1]; j--) {
+			double t = v[j];
+
+			v[j] = v[j - 1];
+			v[j - 1] = t;
+		}
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* REPS runs of the vmm path on SRC, each right after one of the limit (from
+ * LIMIT_SRC, non-zero bytes) so that drift hits both alike; prints medians and
+ * the median of the per-pair ratios. */
+static int bench_mix(enum mix mix, struct guest_mem *src, const uint8_t *limit_src,
+		     const struct opts *o, const struct memspeed *ms)
+{
+	double vmm[o->reps], wire[o->reps], limit[o->reps], ratio[o->reps], v;
+	struct run run = { .src = src, .fresh_dst = o->fresh_dst };
+
+	for (int r = 0; r < o->reps; r++) {
+		double l = plain_run(limit_src, src->size);
+		int ret = vmm_run(&run);
+
+		if (l < 0 || ret) {
+			fprintf(stderr, "stream-bench: %s: %s\n", mix_names[mix],
+				ret ? strerror(-ret) : "loopback baseline failed");
+			return -1;
+		}
+		limit[r] = l;
+		vmm[r] = mibs(src->size, run.t1 - run.t0);
+		wire[r] = mibs(run.wire, run.t1 - run.t0);
+		ratio[r] = vmm[r] / l;
+	}
+	v = median(vmm, o->reps);
+	printf("%-8s %8llu %8llu %10.0f %10.0f %11.0f %7.2f", mix_names[mix],
+	       (unsigned long long)run.stats.duplicate, (unsigned long long)run.stats.normal,
+	       v, median(wire, o->reps), median(limit, o->reps), median(ratio, o->reps));
+	if (mix == MIX_ZERO || mix == MIX_HOLE)
+		printf("   vs memset %.2f memcpy %.2f read %.2f", v / ms->set, v / ms->copy,
+		       v / ms->read);
+	printf("\n");
+	fflush(stdout);
+	return 0;
+}
+
+/* Prints what the mixes are compared with: memory speed, the transport
+ * alone against the limit, and (with --fresh-dst) fresh-memory write speed. */
+static int print_context(const struct opts *o, const struct memspeed *ms, const uint8_t *rnd)
+{
+	double chan[o->reps], limit[o->reps], ratio[o->reps];
+
+	printf("stream-bench: %llu MiB memfd over loopback TCP, %d runs each, medians; "
+	       "1 stream (multifd-channels is only a parameter today: the code sends on "
+	       "one connection); destination RAM %s\n", (unsigned long long)(o->size >> 20),
+	       o->reps, o->fresh_dst ? "fresh (allocated during the run)" : "populated first");
+	printf("memory: memset %.0f MiB/s, memcpy %.0f MiB/s, read %.0f MiB/s\n",
+	       ms->set, ms->copy, ms->read);
+	if (o->fresh_dst)
+		printf("fresh memfd: pwritev of the random bytes %.0f MiB/s\n",
+		       fresh_write_speed(rnd, o->size));
+	for (int r = 0; r < o->reps; r++) {
+		limit[r] = plain_run(rnd, o->size);
+		chan[r] = rawchan_run(rnd, o->size);
+		if (limit[r] < 0 || chan[r] < 0) {
+			fprintf(stderr, "stream-bench: loopback transfer failed\n");
+			return -1;
+		}
+		ratio[r] = chan[r] / limit[r];
+	}
+	printf("limit: plain send()/recv() of random bytes in %u MiB buffers %.0f MiB/s "
+	       "(measured again next to each vmm run below)\n", BENCH_CHUNK >> 20,
+	       median(limit, o->reps));
+	printf("transport: chan_send()/chan_recv() (io_uring) of the same, no framing "
+	       "%.0f MiB/s, ratio %.2f\n", median(chan, o->reps), median(ratio, o->reps));
+	printf("%-8s %8s %8s %10s %10s %11s %7s\n", "mix", "zero", "normal", "vmm MiB/s",
+	       "wire MiB/s", "limit MiB/s", "ratio");
+	fflush(stdout);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct guest_mem rnd, other;
+	struct memspeed ms;
+	struct opts o;
+	int ret = parse_opts(argc, argv, &o), fails = 0;
+
+	if (ret)
+		return ret > 0 ? 0 : 2;
+	memspeed_measure(&ms, o.reps);
+	if (mem_init(&rnd, o.size)) {
+		fprintf(stderr, "stream-bench: cannot create %llu MiB of guest RAM\n",
+			(unsigned long long)(o.size >> 20));
+		return 1;
+	}
+	fill_mix(&rnd, MIX_RANDOM);
+	if (print_context(&o, &ms, rnd.base)) {
+		mem_destroy(&rnd);
+		return 1;
+	}
+	for (int m = 0; m < MIX_COUNT; m++) {
+		struct guest_mem *src = &rnd;
+
+		if (!o.want[m])
+			continue;
+		if (m != MIX_RANDOM) {
+			if (mem_init(&other, o.size)) {
+				fails++;
+				continue;
+			}
+			fill_mix(&other, (enum mix)m);
+			src = &other;
+		}
+		fails += bench_mix((enum mix)m, src, rnd.base, &o, &ms) != 0;
+		if (src == &other)
+			mem_destroy(&other);
+	}
+	printf("(vmm: guest RAM moved per second; wire: stream bytes per second; "
+	       "ratio: vmm / limit, median of the pairs)\n");
+	mem_destroy(&rnd);
+	return fails ? 1 : 0;
+}
