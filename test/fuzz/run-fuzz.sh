@@ -12,7 +12,7 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 
 declare -A SRCS=(
 	[qmp]="src/vmm/qmp.c src/vmm/qmp_cmd.c src/vmm/loop.c src/vmm/log.c"
-	[virtq]="src/devices/virtqueue.c src/devices/virtio_pci.c src/devices/virtio_blk.c src/devices/virtio_net.c src/devices/virtio_rng.c src/devices/pci.c src/devices/bus.c src/vmm/irq.c src/vmm/mem.c src/vmm/log.c src/vmm/privilege.c src/migrate/vmstate.c src/migrate/stream.c"
+	[virtq]="src/devices/virtqueue.c src/devices/virtio_pci.c src/devices/virtio_blk.c src/devices/virtio_net.c src/devices/virtio_rng.c src/devices/pci.c src/devices/bus.c src/vmm/irq.c src/vmm/mem.c src/vmm/log.c src/vmm/privilege.c src/migrate/vmstate.c src/migrate/stream.c src/migrate/stream_simd.c"
 )
 declare -A LIBS=(
 	[qmp]="-ljson-c -lpthread"

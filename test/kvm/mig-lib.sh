@@ -57,11 +57,17 @@ mig_status() {
 	echo "${s:-none}"
 }
 
+# alive PID: true while PID runs (a zombie, dead but not yet waited for, is not).
+alive() { [ -r "/proc/$1/status" ] && ! grep -q '^State:.*Z' "/proc/$1/status"; }
+
 # wait_mig NAME SECONDS: waits until NAME's migration is no longer running;
 # prints the final status.
 wait_mig() {
 	local s
+	local pid
+	eval "pid=\${PID_$1:-}"
 	for _ in $(seq 1 $(( $2 * 5 ))); do
+		[ -z "$pid" ] || alive "$pid" || fail "vmm $1 died during the migration"
 		s=$(mig_status "$1")
 		case $s in completed|failed|cancelled) echo "$s"; return 0 ;; esac
 		sleep 0.2

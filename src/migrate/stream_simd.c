@@ -1,0 +1,231 @@
+/*
+ * The migration stream's hot loops: crc32c (slicing-by-8 in software, the
+ * SSE4.2 instruction on three lanes when the CPU has it) and the zero-page
+ * test (AVX2 when present), both picked at run time.
+ */
+#include <pthread.h>
+#include <string.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+#include "vmm/stream.h"
+
+static uint32_t le32_load(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+
+/* --- crc32c: slicing-by-8 tables; the SSE4.2 crc32 instruction when present,
+ * on three interleaved lanes (its latency is three times its issue rate)
+ * combined with "append N zero bytes" tables --- */
+
+#define CRC32C_POLY 0x82f63b78u	/* Castagnoli, reflected */
+/* Lane lengths of the hardware path: long blocks, then short ones. */
+#define CRC_LONG 8192u
+#define CRC_SHORT 256u
+
+static uint32_t crc_table[8][256];
+/* crc_shift_*[k][b]: the register (b << 8k) after CRC_LONG / CRC_SHORT zero bytes */
+static uint32_t crc_shift_long[4][256], crc_shift_short[4][256];
+static pthread_once_t crc_table_once = PTHREAD_ONCE_INIT;
+
+/* Fills T so that crc_shift(T, r) is register r after LEN zero bytes. */
+static void crc_shift_build(uint32_t t[4][256], size_t len)
+{
+	uint32_t bit[32];
+
+	for (int i = 0; i < 32; i++) {
+		uint32_t c = 1u << i;
+
+		for (size_t n = 0; n < len; n++)
+			c = (c >> 8) ^ crc_table[0][c & 0xff];
+		bit[i] = c;
+	}
+	for (int k = 0; k < 4; k++)
+		for (uint32_t b = 0; b < 256; b++) {
+			uint32_t v = 0;
+
+			for (int i = 0; i < 8; i++)
+				if (b & (1u << i))
+					v ^= bit[8 * k + i];
+			t[k][b] = v;
+		}
+}
+
+static void crc_table_build(void)
+{
+	for (uint32_t i = 0; i < 256; i++) {
+		uint32_t c = i;
+
+		for (int k = 0; k < 8; k++)
+			c = (c >> 1) ^ (CRC32C_POLY & (0u - (c & 1)));
+		crc_table[0][i] = c;
+	}
+	for (uint32_t i = 0; i < 256; i++)
+		for (int t = 1; t < 8; t++)
+			crc_table[t][i] = (crc_table[t - 1][i] >> 8) ^
+					  crc_table[0][crc_table[t - 1][i] & 0xff];
+	crc_shift_build(crc_shift_long, CRC_LONG);
+	crc_shift_build(crc_shift_short, CRC_SHORT);
+}
+
+uint32_t stream_crc32c_sw(uint32_t crc, const void *p, size_t len)
+{
+	const uint8_t *b = p;
+	uint32_t c = ~crc;
+
+	pthread_once(&crc_table_once, crc_table_build);
+	for (; len >= 8; b += 8, len -= 8) {
+		uint32_t lo = c ^ le32_load(b), hi = le32_load(b + 4);
+
+		c = crc_table[7][lo & 0xff] ^ crc_table[6][(lo >> 8) & 0xff] ^
+		    crc_table[5][(lo >> 16) & 0xff] ^ crc_table[4][lo >> 24] ^
+		    crc_table[3][hi & 0xff] ^ crc_table[2][(hi >> 8) & 0xff] ^
+		    crc_table[1][(hi >> 16) & 0xff] ^ crc_table[0][hi >> 24];
+	}
+	while (len--)
+		c = (c >> 8) ^ crc_table[0][(c ^ *b++) & 0xff];
+	return ~c;
+}
+
+#if defined(__x86_64__)
+static uint32_t crc_shift(const uint32_t t[4][256], uint32_t c)
+{
+	return t[0][c & 0xff] ^ t[1][(c >> 8) & 0xff] ^ t[2][(c >> 16) & 0xff] ^ t[3][c >> 24];
+}
+
+/* Runs register C over 3 * LANE bytes at *B as three lanes, advancing *B. */
+__attribute__((target("sse4.2")))
+static uint64_t crc_hw_3lanes(uint64_t c, const uint8_t **b, size_t lane,
+			      const uint32_t shift[4][256])
+{
+	const uint8_t *p = *b, *end = p + lane;
+	uint64_t c1 = 0, c2 = 0, v0, v1, v2;
+
+	for (; p < end; p += 8) {
+		memcpy(&v0, p, 8);
+		memcpy(&v1, p + lane, 8);
+		memcpy(&v2, p + 2 * lane, 8);
+		c = _mm_crc32_u64(c, v0);
+		c1 = _mm_crc32_u64(c1, v1);
+		c2 = _mm_crc32_u64(c2, v2);
+	}
+	*b += 3 * lane;
+	c = crc_shift(shift, (uint32_t)c) ^ c1;
+	return crc_shift(shift, (uint32_t)c) ^ c2;
+}
+
+__attribute__((target("sse4.2")))
+uint32_t stream_crc32c_hw(uint32_t crc, const void *p, size_t len)
+{
+	const uint8_t *b = p, *end = b + len;
+	uint64_t c = ~crc;
+	uint64_t v;
+
+	pthread_once(&crc_table_once, crc_table_build);
+	while ((size_t)(end - b) >= 3 * CRC_LONG)
+		c = crc_hw_3lanes(c, &b, CRC_LONG, crc_shift_long);
+	while ((size_t)(end - b) >= 3 * CRC_SHORT)
+		c = crc_hw_3lanes(c, &b, CRC_SHORT, crc_shift_short);
+	for (; end - b >= 8; b += 8) {
+		memcpy(&v, b, 8);
+		c = _mm_crc32_u64(c, v);
+	}
+	while (b < end)
+		c = _mm_crc32_u8((uint32_t)c, *b++);
+	return ~(uint32_t)c;
+}
+
+bool stream_crc32c_hw_available(void)
+{
+	return __builtin_cpu_supports("sse4.2");
+}
+#else
+uint32_t stream_crc32c_hw(uint32_t crc, const void *p, size_t len)
+{
+	return stream_crc32c_sw(crc, p, len);
+}
+
+bool stream_crc32c_hw_available(void)
+{
+	return false;
+}
+#endif
+
+typedef uint32_t (*crc_fn)(uint32_t, const void *, size_t);
+static crc_fn crc_impl;
+
+uint32_t stream_crc32c(uint32_t crc, const void *p, size_t len)
+{
+	crc_fn fn = __atomic_load_n(&crc_impl, __ATOMIC_RELAXED);
+
+	if (!fn) {
+		fn = stream_crc32c_hw_available() ? stream_crc32c_hw : stream_crc32c_sw;
+		__atomic_store_n(&crc_impl, fn, __ATOMIC_RELAXED);
+	}
+	return fn(crc, p, len);
+}
+
+/* --- zero pages: OR-reduce 64/128-byte chunks, leave at the first non-zero one;
+ * gcc vectorises the generic loop with SSE2, AVX2 is picked at run time --- */
+
+bool stream_page_is_zero_generic(const void *p)
+{
+	const uint8_t *b = p;
+
+	for (size_t off = 0; off < STREAM_PAGE_SIZE; off += 64) {
+		uint64_t w[8], acc = 0;
+
+		memcpy(w, b + off, sizeof(w));
+		for (int i = 0; i < 8; i++)
+			acc |= w[i];
+		if (acc)
+			return false;
+	}
+	return true;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2")))
+static bool page_is_zero_avx2(const void *p)
+{
+	const __m256i *v = p;
+
+	for (size_t i = 0; i < STREAM_PAGE_SIZE / 32; i += 4) {
+		__m256i a = _mm256_or_si256(_mm256_loadu_si256(v + i),
+					    _mm256_loadu_si256(v + i + 1));
+		__m256i c = _mm256_or_si256(_mm256_loadu_si256(v + i + 2),
+					    _mm256_loadu_si256(v + i + 3));
+
+		a = _mm256_or_si256(a, c);
+		if (!_mm256_testz_si256(a, a))
+			return false;
+	}
+	return true;
+}
+#endif
+
+typedef bool (*zero_fn)(const void *);
+static zero_fn zero_impl;
+
+static zero_fn page_is_zero_pick(void)
+{
+#if defined(__x86_64__)
+	if (__builtin_cpu_supports("avx2"))
+		return page_is_zero_avx2;
+#endif
+	return stream_page_is_zero_generic;
+}
+
+bool stream_page_is_zero(const void *p)
+{
+	zero_fn fn = __atomic_load_n(&zero_impl, __ATOMIC_RELAXED);
+
+	if (!fn) {
+		fn = page_is_zero_pick();
+		__atomic_store_n(&zero_impl, fn, __ATOMIC_RELAXED);
+	}
+	return fn(p);
+}
