@@ -1,9 +1,10 @@
 #!/bin/bash
 # bench/blk.sh [BUILD] -- the same dd O_DIRECT jobs in the guest on the same raw
 # image (on ext4, so the host side can use O_DIRECT) under vmm and under QEMU
-# (virtio-blk-pci, aio=io_uring, cache=none; and cache=writeback, which is
-# what vmm does without direct=on), in the same run; prints throughput and
-# IOPS for each and the vmm/QEMU ratios (higher is better for vmm). Without
+# (virtio-blk-pci, aio=io_uring), like for like: vmm direct=on against QEMU
+# cache=none, and vmm's default (host page cache) against QEMU
+# cache=writeback, in the same run; prints throughput and IOPS for each and
+# the vmm/QEMU ratios (higher is better for vmm). Without
 # /dev/kvm it re-runs itself inside the nested-KVM sandbox, where times are
 # emulated and only the ratios mean anything. Needs root (loop mount).
 # BENCH_LOGS=DIR (visible on both sides, e.g. under the work tree) keeps the
@@ -53,8 +54,10 @@ run() {   # run NAME CMD... -> NAME.log
 	grep -q "RND4W=" "$W/$name.log" || { echo "bench: $name: no results" >&2; tail -20 "$W/$name.log" >&2; exit 1; }
 	echo "bench: $name took $((SECONDS - t0)) s" >&2
 }
-run vmm "$VMM" run --kernel "$KERNEL" --initrd "$INITRD" --memory 256M --cpus 2 --serial stdio \
-	--cmdline "$CMDLINE" --disk "$IMG"
+VARGS=(run --kernel "$KERNEL" --initrd "$INITRD" --memory 256M --cpus 2 --serial stdio
+	--cmdline "$CMDLINE")
+run vmm-direct "$VMM" "${VARGS[@]}" --disk "$IMG,direct=on"
+run vmm-wb "$VMM" "${VARGS[@]}" --disk "$IMG"
 QARGS=(-accel kvm -cpu host -m 256M -smp 2 -nodefaults -display none -no-user-config -no-reboot
 	-serial stdio -kernel "$KERNEL" -initrd "$INITRD" -append "$CMDLINE")
 run qemu-none "$QEMU" "${QARGS[@]}" -drive "file=$IMG,if=none,id=d0,format=raw,cache=none,aio=io_uring" \
@@ -64,12 +67,15 @@ run qemu-wb "$QEMU" "${QARGS[@]}" -drive "file=$IMG,if=none,id=d0,format=raw,cac
 
 # "SEQW=12.34,15.67" (guest uptime before, after) -> seconds
 secs() { tr -d '\r' <"$W/$1.log" | sed -n "s/^$2=\([0-9.]*\),\([0-9.]*\)$/\2 - \1/p" | tail -1 | bc -l; }
-printf '%-8s %12s %12s %12s %14s %14s\n' job vmm qemu-none qemu-wb vmm/qemu-none vmm/qemu-wb
+printf '%-8s %12s %12s %14s   %12s %12s %14s\n' job vmm-direct qemu-none ratio vmm-wb qemu-wb ratio
 for j in SEQW:64:MB/s SEQR:64:MB/s RND4R:1000:IOPS RND4W:500:IOPS; do
 	IFS=: read -r name n unit <<<"$j"
-	v=$(secs vmm "$name"); q=$(secs qemu-none "$name"); w=$(secs qemu-wb "$name")
-	printf '%-8s %9.1f%s %9.1f%s %9.1f%s %14.2f %14.2f\n' "$name" \
-		"$(echo "$n / $v" | bc -l)" " $unit" "$(echo "$n / $q" | bc -l)" " $unit" \
-		"$(echo "$n / $w" | bc -l)" " $unit" "$(echo "$q / $v" | bc -l)" "$(echo "$w / $v" | bc -l)"
+	d=$(secs vmm-direct "$name"); q=$(secs qemu-none "$name")
+	v=$(secs vmm-wb "$name"); w=$(secs qemu-wb "$name")
+	printf '%-8s %9.1f%s %9.1f%s %14.2f   %9.1f%s %9.1f%s %14.2f\n' "$name" \
+		"$(echo "$n / $d" | bc -l)" " $unit" "$(echo "$n / $q" | bc -l)" " $unit" \
+		"$(echo "$q / $d" | bc -l)" \
+		"$(echo "$n / $v" | bc -l)" " $unit" "$(echo "$n / $w" | bc -l)" " $unit" \
+		"$(echo "$w / $v" | bc -l)"
 done
 echo "(sandbox times are emulated: only the ratios mean anything; ratio > 1: vmm faster)"

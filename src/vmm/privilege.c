@@ -54,13 +54,14 @@ static const char *const sys_base[] = {
 };
 
 /* Migration threads: sockets, name resolution (read-only opens, netlink);
- * and what a thread they start needs to confine itself (prctl, cap*,
- * seccomp: the destination starts the vCPUs). */
+ * the disk image locks handed over at the switch (flock); and what a thread
+ * they start needs to confine itself (prctl, cap*, seccomp: the destination
+ * starts the vCPUs). */
 static const char *const sys_migration[] = {
 	"connect", "bind", "listen", "accept4", "accept", "getsockopt", "setsockopt",
 	"getsockname", "getpeername", "shutdown", "sendmmsg", "recvmmsg", "io_uring_setup",
 	"uname", "epoll_create1", "timerfd_create", "timerfd_settime", "pipe2", "dup", "dup3",
-	"prctl", "capget", "capset", "seccomp",
+	"prctl", "capget", "capset", "seccomp", "flock",
 };
 
 /* The control thread: QMP (sockets, files for pmemsave, socket removal),

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -29,7 +30,7 @@
 #include "vmm/privilege.h"
 
 enum action { ACT_WRITE, ACT_GETPPID, ACT_FORK, ACT_THREAD, ACT_MMAP_EXEC, ACT_IOCTL_KVM,
-	      ACT_IOCTL_SOCK, ACT_OPEN_RO, ACT_OPEN_WR, ACT_SOCKET_PACKET, ACT_SOCKET_INET,
+	      ACT_IOCTL_SOCK, ACT_FLOCK, ACT_OPEN_RO, ACT_OPEN_WR, ACT_SOCKET_PACKET, ACT_SOCKET_INET,
 	      ACT_NONE };
 
 static void *thread_fn(void *arg)
@@ -68,6 +69,8 @@ static int act(enum action a)
 		return ioctl(-1, KVM_RUN, 0) < 0 && errno == EBADF ? 0 : 1;
 	case ACT_IOCTL_SOCK:
 		return ioctl(-1, 0xab00 /* NBD_SET_SOCK: no kind may */, 0) < 0 ? 0 : 1;
+	case ACT_FLOCK:     /* the disk lock handoff at the switch */
+		return flock(-1, LOCK_UN) < 0 && errno == EBADF ? 0 : 1;
 	case ACT_OPEN_RO:
 		fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 		return fd >= 0 ? 0 : 1;
@@ -168,6 +171,7 @@ static void test_vcpu(void **state)
 	 * running the reporter, so there is no message to check. */
 	assert_killed(THREAD_VCPU, ACT_THREAD, "");
 	assert_killed(THREAD_IO, ACT_OPEN_RO, "openat");
+	assert_killed(THREAD_VCPU, ACT_FLOCK, "flock");
 }
 
 static void test_migration(void **state)
@@ -175,6 +179,7 @@ static void test_migration(void **state)
 	assert_allowed(THREAD_MIGRATION, ACT_SOCKET_INET);
 	assert_allowed(THREAD_MIGRATION, ACT_OPEN_RO);
 	assert_allowed(THREAD_MIGRATION, ACT_THREAD);
+	assert_allowed(THREAD_MIGRATION, ACT_FLOCK);
 	assert_killed(THREAD_MIGRATION, ACT_OPEN_WR, "openat");
 	assert_killed(THREAD_MIGRATION, ACT_SOCKET_PACKET, "socket");
 	assert_killed(THREAD_MIGRATION, ACT_FORK, "clone");
@@ -183,6 +188,7 @@ static void test_migration(void **state)
 static void test_control(void **state)
 {
 	assert_allowed(THREAD_CONTROL, ACT_OPEN_WR);
+	assert_allowed(THREAD_CONTROL, ACT_FLOCK);
 	assert_allowed(THREAD_CONTROL, ACT_THREAD);
 	assert_allowed(THREAD_CONTROL, ACT_MMAP_EXEC);
 	assert_killed(THREAD_CONTROL, ACT_FORK, "clone");
