@@ -255,6 +255,7 @@ out_mem:
 
 /* --- the limit: plain blocking send()/recv() in large buffers --- */
 
+/* One receiving side of the two baselines below. */
 struct plain {
 	int lfd;
 	uint64_t total;
@@ -332,16 +333,9 @@ static double plain_run(const uint8_t *src, uint64_t size)
 
 /* --- the transport alone: chan_send()/chan_recv() (io_uring) in large buffers --- */
 
-struct rawchan {
-	int lfd;
-	uint64_t total;
-	uint64_t t1;
-	int ret;
-};
-
 static void *rawchan_receiver(void *opaque)
 {
-	struct rawchan *p = opaque;
+	struct plain *p = opaque;
 	uint8_t *buf = malloc(BENCH_CHUNK);
 	struct chan c;
 	int ret = buf ? chan_accept(&c, p->lfd, 10000) : -ENOMEM;
@@ -359,7 +353,7 @@ static void *rawchan_receiver(void *opaque)
 /* Like plain_run() through the project's chan; MiB/s or negative on error. */
 static double rawchan_run(const uint8_t *src, uint64_t size)
 {
-	struct rawchan p = { .total = size };
+	struct plain p = { .total = size };
 	char err[128], uri[64];
 	uint16_t port;
 	uint64_t t0 = 0;
