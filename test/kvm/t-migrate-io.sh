@@ -5,9 +5,9 @@
 # pings it. Both vmm share the image (shared storage) and sit on one bridge
 # with their own taps. Checks: every round the guest checked, before and
 # after the move, read back what it wrote; the image on the host holds the
-# last round's data; the host's pings are answered again within seconds of
-# the switch without the guest sending first (the destination announces the
-# guest's MAC); the disk lock moved to the destination.
+# last round's data; the destination announces the guest's MAC on its tap
+# (RARP) and the host's pings are answered again within seconds of the
+# switch; the disk lock moved to the destination.
 set -euo pipefail
 . "$(dirname "$0")/mig-lib.sh"
 
@@ -54,6 +54,24 @@ PIDS+=("$PING")
 sleep 3
 grep -q "bytes from $GUEST_IP" "$T/ping.log" || fail "the guest does not answer pings before migration"
 
+# Count RARP frames from the guest's MAC arriving on the destination's tap.
+timeout 900 python3 - "$TB" "$MAC" "$T/rarp" <<'PY' &
+import socket, sys
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x8035))
+s.bind((sys.argv[1], 0))
+mac, n = bytes.fromhex(sys.argv[2].replace(':', '')), 0
+open(sys.argv[3] + '.ready', 'w').write('ready')
+while True:
+    try:
+        f = s.recv(2048)
+    except OSError:      # ENETDOWN is reported once if the tap blinks
+        continue
+    if f[6:12] == mac and f[12:14] == b'\x80\x35' and f[20:22] == b'\x00\x03':
+        n += 1
+        open(sys.argv[3], 'w').write(str(n))
+PY
+PIDS+=($!)
+wait_for "$T/rarp.ready" ready 60
 before=$(grep -c "ROUND=" "$T/src.log")
 echo "migrating after $before rounds"
 qmp src migrate-set-parameters '{"downtime-limit":300}' >/dev/null
@@ -67,9 +85,11 @@ during=$(( $(grep -c "ROUND=" "$T/src.log") - before ))
 # The lock moved: the source let go, the destination holds it.
 flock -n -x "$DISK" true && fail "nobody holds the disk lock after migration"
 
-# Pings answered again within 5 s of the switch (sent by the host: only the
-# announce tells the bridge that the guest moved to the other tap).
 sleep 5
+[ "$(cat "$T/rarp" 2>/dev/null)" -ge 3 ] 2>/dev/null ||
+	fail "the destination did not announce the guest's MAC ($(cat "$T/rarp" 2>/dev/null || echo 0) RARP frames)"
+echo "self-announce: $(cat "$T/rarp") RARP frames from $MAC on $TB"
+# Pings answered again within 5 s of the switch.
 python3 - "$T/ping.log" "$done_at" <<'PY' || fail "pings not answered after the switch: $(tail -5 "$T/ping.log")"
 import re, sys
 t0 = float(sys.argv[2])
