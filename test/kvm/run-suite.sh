@@ -139,9 +139,18 @@ echo "kvm: $(uname -r), $(nproc) cpu(s), /dev/kvm ok${VMM_IN_SANDBOX:+, in sandb
 for name in "${TESTS[@]}"; do
 	echo "--- $name"
 	start=$SECONDS
-	# timeout runs the test in its own process group and on expiry signals all of it.
-	timeout -k 15 "$TEST_TIMEOUT" bash "$HERE/$name.sh" </dev/null 2>&1 | sed -u 's/^/    /'
-	rc=${PIPESTATUS[0]}
+	# timeout runs the test in its own process group (its pid is the group's id)
+	# and on expiry signals all of it. The output goes through a file, followed
+	# while the test runs, so a leftover background job cannot hold the suite's
+	# pipe open; whatever the test left running is killed with its group.
+	log=$(mktemp "${TMPDIR:-/tmp}/vmm-kvm-$name.XXXXXX")
+	timeout -k 15 "$TEST_TIMEOUT" bash "$HERE/$name.sh" </dev/null >"$log" 2>&1 &
+	tpid=$!
+	tail -n +1 -s 0.5 -f --pid="$tpid" "$log" | sed -u 's/^/    /'
+	wait "$tpid"
+	rc=$?
+	kill -9 -- "-$tpid" 2>/dev/null
+	rm -f "$log"
 	took=$((SECONDS - start))
 	if [ "$rc" -eq 0 ]; then
 		echo "    (${took}s)"

@@ -55,8 +55,11 @@ sleep 3
 grep -q "bytes from $GUEST_IP" "$T/ping.log" || fail "the guest does not answer pings before migration"
 
 # Count RARP frames from the guest's MAC arriving on the destination's tap.
-timeout 900 python3 - "$TB" "$MAC" "$T/rarp" <<'PY' &
-import socket, sys
+# (Its output goes to a file: a background job holding the test's stdout
+# would keep the suite's pipe open after the test ends.)
+python3 - "$TB" "$MAC" "$T/rarp" >"$T/rarp.out" 2>&1 <<'PY' &
+import signal, socket, sys
+signal.alarm(900)
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x8035))
 s.bind((sys.argv[1], 0))
 mac, n = bytes.fromhex(sys.argv[2].replace(':', '')), 0
