@@ -60,7 +60,9 @@ grep -q "bytes from $GUEST_IP" "$T/ping.log" || fail "the guest does not answer 
 python3 - "$TB" "$MAC" "$T/rarp" >"$T/rarp.out" 2>&1 <<'PY' &
 import signal, socket, sys
 signal.alarm(900)
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x8035))
+# ETH_P_ALL: a bridge port hands frames to the bridge before any handler
+# bound to one protocol could see them.
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
 s.bind((sys.argv[1], 0))
 mac, n = bytes.fromhex(sys.argv[2].replace(':', '')), 0
 open(sys.argv[3] + '.ready', 'w').write('ready')
