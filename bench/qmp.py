@@ -42,13 +42,14 @@ def main():
     f = connect(sys.argv[1])
     if sys.argv[2] == "wait-migration":
         deadline = time.time() + float(sys.argv[3])
+        r = {}
         while time.time() < deadline:
             r = call(f, "query-migrate")
             if r.get("status") in ("completed", "failed", "cancelled"):
                 print(json.dumps(r))
                 return
             time.sleep(0.05)
-        sys.exit("qmp.py: migration did not finish in time")
+        sys.exit(f"qmp.py: migration did not finish in time; last query-migrate: {json.dumps(r)}")
     args = json.loads(sys.argv[3]) if len(sys.argv) > 3 else None
     print(json.dumps(call(f, sys.argv[2], args)))
 
