@@ -2,7 +2,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <sys/random.h>
-#include "vmm/mem.h"
 #include "vmm/device.h"
 #include "vmm/virtio_rng.h"
 #include "vmm/vmstate.h"
@@ -37,9 +36,9 @@ static void rng_queue_notify(struct virtio_dev *vd, int q)
 
 				if (n <= 0)
 					break;
-				mem_mark_dirty(vd->mem, e.iov[i].iov_base, (size_t)n);
 				done += (uint32_t)n;
 			}
+			virtq_written(vq, e.iov + e.nr_out, e.nr_in, done);
 			rng->bytes += done;
 			virtq_push(vq, e.head, done);
 			pushed = true;

@@ -63,8 +63,7 @@ alive() { [ -r "/proc/$1/status" ] && ! grep -q '^State:.*Z' "/proc/$1/status"; 
 # wait_mig NAME SECONDS: waits until NAME's migration is no longer running;
 # prints the final status.
 wait_mig() {
-	local s
-	local pid
+	local s pid
 	eval "pid=\${PID_$1:-}"
 	for _ in $(seq 1 $(( $2 * 5 ))); do
 		[ -z "$pid" ] || alive "$pid" || fail "vmm $1 died during the migration"
