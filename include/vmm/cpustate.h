@@ -44,7 +44,8 @@ struct vm_kvm_state {
 extern const struct vmstate_desc vm_kvm_state_vmsd;
 
 /* MSR indexes worth migrating: KVM's list filtered to those vCPU 0 can read.
- * Fills IDX (CPU_MAX_MSRS entries); returns the count or -errno. */
+ * Fills IDX (CPU_MAX_MSRS entries); returns the count or -errno. Call it
+ * before vCPU 0 runs: its ioctls wait for as long as the vCPU is in KVM_RUN. */
 int cpustate_msr_list(struct vm *vm, uint32_t *idx) VMM_MUST_CHECK;
 /* Reads the full state of paused vCPU V, with MSRS from cpustate_msr_list. */
 int cpustate_save(struct vcpu *v, const uint32_t *msrs, int nmsrs, struct cpu_state *s)

@@ -49,7 +49,8 @@ struct migrate_listener {
 
 struct migrate;
 
-/* Creates the migration controller of VM; NULL on allocation failure. */
+/* Creates the migration controller of VM, whose vCPUs exist and do not run
+ * yet (it reads vCPU 0's MSR list now); NULL on failure, with a message. */
 struct migrate *migrate_new(struct vm *vm);
 /* Cancels any migration, waits for its thread and frees M. */
 void migrate_free(struct migrate *m);

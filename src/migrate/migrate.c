@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "migrate_int.h"
+#include "vmm/cpustate.h"
 #include "vmm/vm.h"
 
 static const char *const status_names[] = {
@@ -34,6 +35,12 @@ struct migrate *migrate_new(struct vm *vm)
 
 	if (!m)
 		return NULL;
+	m->nmsrs = cpustate_msr_list(vm, m->msrs);
+	if (m->nmsrs < 0) {
+		vmm_err("cannot read KVM's MSR list: %s", strerror(-m->nmsrs));
+		free(m);
+		return NULL;
+	}
 	m->vm = vm;
 	pthread_mutex_init(&m->lock, NULL);
 	m->params = (struct migrate_params){

@@ -3,6 +3,7 @@
 #define VMM_MIGRATE_INT_H
 
 #include "vmm/chan.h"
+#include "vmm/cpustate.h"
 #include "vmm/migrate.h"
 #include "vmm/stream.h"
 
@@ -27,6 +28,10 @@ struct migrate {
 	int listen_fd;
 	char uri[256];
 	uint64_t start_ns;
+	/* MSRs a vCPU save carries, read in migrate_new(): a vCPU ioctl waits
+	 * until that vCPU leaves KVM_RUN, which an idle guest may never do */
+	uint32_t msrs[CPU_MAX_MSRS];
+	int nmsrs;
 };
 
 /* Monotonic time in ns / ms. */

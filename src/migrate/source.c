@@ -30,8 +30,6 @@ struct mig_src {
 	char err[256];
 	uint64_t pause_ns;
 	double bw;                /* measured bytes/s */
-	uint32_t msrs[CPU_MAX_MSRS];
-	int nmsrs;
 };
 
 /* Reads the answer to HELLO or SHAPE: ACCEPT, or REFUSE with a reason. */
@@ -193,7 +191,7 @@ static int src_put_cpus(struct mig_src *s)
 	int ret = cs ? 0 : -ENOMEM;
 
 	for (int i = 0; !ret && i < vm->nr_vcpus; i++) {
-		ret = cpustate_save(vm->vcpus[i], s->msrs, s->nmsrs, cs);
+		ret = cpustate_save(vm->vcpus[i], s->m->msrs, s->m->nmsrs, cs);
 		if (!ret)
 			ret = stream_frame_begin(&s->buf, STREAM_CPU, 0, &fr) ?:
 			      vmstate_save(&cpu_state_vmsd, cs, &s->buf) ?:
@@ -394,8 +392,7 @@ void *mig_source_thread(void *arg)
 	stream_buf_init(&s->in);
 	ret = src_handshake(s);
 	if (!ret) {
-		s->nmsrs = cpustate_msr_list(m->vm, s->msrs);
-		ret = s->nmsrs < 0 ? s->nmsrs : ram_track_start(&s->ram, m->vm);
+		ret = ram_track_start(&s->ram, m->vm);
 		s->tracking = !ret;
 		s->ram.cancel = &m->cancel;
 		s->ram.progress = src_progress;

@@ -332,7 +332,7 @@ static int run_control(struct run_ctx *c)
 	}
 	c->mig = migrate_new(&c->vm);
 	if (!c->mig)
-		return -ENOMEM;
+		return -ENOMEM;	/* migrate_new() said why */
 	if (c->qmp) {
 		ret = qmp_migrate_register(c->qmp, c->mig, &c->vm, defer);
 		if (ret) {

@@ -4,8 +4,11 @@
  *   poweroff  print "guest: hello" and power off through ACPI PM1a
  *   reset     reset through port 0xCF9
  *   panic     report a panic through the pvpanic port
- *   dirty=N   keep incrementing one byte in each page of N MiB at 16 MiB,
- *             printing "guest: pass K" every full sweep (migration tests) */
+ *   idle      print "guest: idle" and halt for good with interrupts off, so
+ *             no vCPU ever leaves KVM_RUN on its own
+ *   dirty=N   keep incrementing the first byte of each page of N MiB at 16 MiB
+ *             (the second byte is a constant, so no page is ever all zero),
+ *             printing "guest: pass K" every 64 sweeps (migration tests) */
 #include <stdint.h>
 
 #define PM1A_CNT 0x604
@@ -76,6 +79,10 @@ static void __attribute__((noreturn)) dirty(uint64_t mib)
 	volatile uint8_t *p = (volatile uint8_t *)DIRTY_BASE;
 	uint64_t pages = mib << 8;
 
+	/* a second byte that never changes: no page of the region is ever all
+	 * zero, so every pass carries its data (the counter wraps through 0) */
+	for (uint64_t i = 0; i < pages; i++)
+		p[(i << 12) + 1] = 0x5A;
 	for (uint64_t pass = 1;; pass++) {
 		for (uint64_t i = 0; i < pages; i++)
 			p[i << 12]++;
@@ -103,6 +110,9 @@ void guest_main(const uint8_t *bp)
 		outb(PVPANIC_PORT, 1);
 	} else if (starts_with(cmd, "dirty=")) {
 		dirty(parse_dec(cmd + 6));
+	} else if (starts_with(cmd, "idle")) {
+		puts_serial("guest: idle\n");
+		halt();
 	}
 	puts_serial("guest: unknown command\n");
 	halt();

@@ -1,0 +1,27 @@
+#!/bin/bash
+# Live-migrates a guest whose vCPUs never leave KVM_RUN by themselves (halted
+# with interrupts off, the APs never started): nothing in the migration may
+# wait for a running vCPU (a vCPU ioctl from another thread blocks until the
+# vCPU exits, which such a guest never does), so it must complete quickly.
+set -euo pipefail
+. "$(dirname "$0")/mig-lib.sh"
+
+start_vmm dst --memory 128M --cpus 2 --incoming "unix:$T/mig.sock"
+start_vmm src --kernel "$GUEST" --cmdline idle --memory 128M --cpus 2
+wait_for "$T/src.log" "guest: idle" 30
+sleep 1
+qmp src migrate "{\"uri\":\"unix:$T/mig.sock\"}" >/dev/null
+st=$(wait_mig src 60)
+qmp src query-migrate
+[ "$st" = completed ] || fail "migration of an idle guest ended '$st'"
+[ "$(run_status src)" = postmigrate ] || fail "source is not postmigrate"
+[ "$(run_status dst)" = running ] || fail "destination is not running"
+# The destination pauses and resumes the halted guest like any other.
+qmp dst stop >/dev/null
+[ "$(run_status dst)" = paused ] || fail "destination could not pause the halted guest"
+qmp dst cont >/dev/null
+qmp dst quit >/dev/null
+qmp src quit >/dev/null
+wait "$PID_dst" || fail "destination exited non-zero"
+wait "$PID_src" || fail "source exited non-zero"
+echo "migration of an idle guest: ok"
