@@ -145,10 +145,11 @@ static uint64_t src_expected_ms(struct mig_src *s, uint64_t pages)
 }
 
 /* Pre-copy: passes while the guest runs, until the rest fits the downtime
- * limit, the dirty set stops shrinking (the Xen rule), or the cap. */
+ * limit, the dirty set stops shrinking (the Xen rule: two passes in a row
+ * without a new low at least 10% under the best so far), or the cap. */
 static int src_precopy(struct mig_src *s, uint32_t *last)
 {
-	uint64_t prev = UINT64_MAX;
+	uint64_t best = UINT64_MAX;
 	int stalls = 0;
 
 	for (uint32_t pass = 1;; pass++) {
@@ -173,8 +174,12 @@ static int src_precopy(struct mig_src *s, uint32_t *last)
 		*last = pass;
 		if (exp <= p.downtime_limit_ms)
 			return 0;
-		stalls = (uint64_t)pending >= prev ? stalls + 1 : 0;
-		prev = (uint64_t)pending;
+		if ((uint64_t)pending < best - best / 10) {
+			best = (uint64_t)pending;
+			stalls = 0;
+		} else {
+			stalls++;
+		}
 		if ((stalls >= 2 || pass >= p.max_passes) && p.switchover_on_stall)
 			return 0;
 		if (s->m->cancel)

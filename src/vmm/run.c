@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -362,6 +363,10 @@ int run_main(struct vmm_config *cfg)
 
 	c.loop.epfd = c.loop.stop_fd = -1;
 	vmm_log_set_quiet(cfg->quiet);
+	/* Big buffers (boot images, migration batches) are mapped on their own
+	 * and unmapped when freed. glibc's default raises this threshold after
+	 * the first big free, so later ones stayed resident in the heap. */
+	mallopt(M_MMAP_THRESHOLD, 256 << 10);
 	if (run_build(&c) || run_loop_setup(&c))
 		goto out;
 	if (run_control(&c) == 0 && !privilege_drop() && !privilege_seccomp(THREAD_CONTROL)) {
