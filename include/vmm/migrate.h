@@ -26,6 +26,8 @@ struct migrate_params {
 	uint32_t max_passes;          /* iteration cap, default 30 */
 	bool switchover_on_stall;     /* switch over when not converging (default) */
 	uint32_t multifd_channels;    /* accepted for QMP compatibility; 1 used */
+	bool auto_converge;           /* throttle vCPUs when not converging (default) */
+	uint32_t max_cpu_throttle;    /* auto-converge's ceiling in %, 1-99, default 99 */
 };
 
 struct migrate_info {
@@ -35,6 +37,7 @@ struct migrate_info {
 	/* downtime broken down: final RAM, vCPU+KVM state, device state, handoff */
 	uint64_t down_ram_ms, down_cpu_ms, down_dev_ms, down_handoff_ms;
 	uint32_t pass;
+	uint32_t throttle_pct;        /* auto-converge's current vCPU throttle */
 	uint64_t transferred, remaining, total, duplicate, normal, normal_bytes;
 	uint64_t dirty_sync_count, dirty_pages_rate, pages_per_second;
 	double mbps;

@@ -21,6 +21,7 @@ struct vcpu {
 	pthread_t thread;
 	int tid;                 /* host thread id, once started */
 	bool started;
+	uint64_t ran_since;      /* vCPU thread: throttle accounting (vm_vcpu_throttle) */
 };
 
 /* Creates vCPU ID with the VM's CPUID and the LAPIC set up for the boot

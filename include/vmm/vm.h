@@ -95,6 +95,8 @@ struct vm {
 	int end_eventfd;            /* becomes readable once end != NONE */
 	unsigned pause_gen;         /* bumped by every vm_pause() */
 	uint64_t clock_ns;          /* kvmclock saved at pause */
+	unsigned throttle_pct;      /* share of time vCPUs sleep (auto-converge); lock */
+	uint64_t throttle_kick_ns;  /* last vm_throttle_kick(); lock */
 };
 
 /* Opens /dev/kvm, creates the VM with in-kernel irqchip and PIT, and guest
@@ -133,6 +135,15 @@ void vm_join(struct vm *vm);
  * false once the vCPU must finish. GEN is the vCPU's last acked pause;
  * SETTLE(ARG), if given, runs once before acknowledging a pause. */
 bool vm_vcpu_checkpoint(struct vm *vm, unsigned *gen, void (*settle)(void *), void *arg);
+/* Auto-converge for migration: from now on vCPUs sleep PCT% (0-99) of the
+ * time; 0 turns it off. A throttled vCPU sleeps when it is kicked, so the
+ * caller kicks them (vm_throttle_kick) every few ms. */
+void vm_set_throttle(struct vm *vm, unsigned pct);
+/* Kicks every vCPU if the VM is throttled, at most every 10 ms. */
+void vm_throttle_kick(struct vm *vm);
+/* vCPU side: after a kick, sleeps PCT/(100-PCT) of the time it ran since
+ * *RAN_SINCE (at most 1 s; a pause or the end wakes it at once). */
+void vm_vcpu_throttle(struct vm *vm, uint64_t *ran_since);
 /* Process exit status for an end reason (0 for clean ends, 1 otherwise). */
 int vm_end_status(enum vm_end why);
 

@@ -46,6 +46,7 @@ struct migrate *migrate_new(struct vm *vm)
 	m->params = (struct migrate_params){
 		.downtime_limit_ms = 100, .max_bandwidth = 0, .max_passes = 30,
 		.switchover_on_stall = true, .multifd_channels = 1,
+		.auto_converge = true, .max_cpu_throttle = 99,
 	};
 	m->chan.fd = -1;
 	m->listen_fd = -1;
@@ -103,6 +104,10 @@ int migrate_set_params(struct migrate *m, const struct migrate_params *p, char *
 	}
 	if (p->max_passes < 1 || p->max_passes > 1000) {
 		snprintf(err, errlen, "the iteration cap must be from 1 to 1000");
+		return -EINVAL;
+	}
+	if (p->max_cpu_throttle < 1 || p->max_cpu_throttle > 99) {
+		snprintf(err, errlen, "max-cpu-throttle must be from 1 to 99");
 		return -EINVAL;
 	}
 	if (p->multifd_channels < 1 || p->multifd_channels > 255) {

@@ -111,6 +111,16 @@ static void src_progress(void *opaque, uint64_t left)
 	i->normal = s->ram.stats.normal;
 	i->normal_bytes = s->ram.stats.normal * PAGE_SIZE;
 	pthread_mutex_unlock(&s->m->lock);
+	vm_throttle_kick(s->m->vm);
+}
+
+/* Auto-converge: sets the vCPU throttle (0 = off) and reports it. */
+static void src_throttle(struct mig_src *s, uint32_t pct)
+{
+	vm_set_throttle(s->m->vm, pct);
+	pthread_mutex_lock(&s->m->lock);
+	s->m->info.throttle_pct = pct;
+	pthread_mutex_unlock(&s->m->lock);
 }
 
 /* Sends one pass of whatever is dirty; measures the bandwidth. */
@@ -146,10 +156,14 @@ static uint64_t src_expected_ms(struct mig_src *s, uint64_t pages)
 
 /* Pre-copy: passes while the guest runs, until the rest fits the downtime
  * limit, the dirty set stops shrinking (the Xen rule: two passes in a row
- * without a new low at least 10% under the best so far), or the cap. */
+ * without a new low at least 10% under the best so far), or the cap. With
+ * auto-converge a stall first throttles the vCPUs, 20% and then 10% more
+ * per pass that sets no new low, up to max-cpu-throttle; only a stall at the
+ * ceiling switches over. The throttle ends with pre-copy. */
 static int src_precopy(struct mig_src *s, uint32_t *last)
 {
 	uint64_t best = UINT64_MAX;
+	uint32_t throttle = 0;
 	int stalls = 0;
 
 	for (uint32_t pass = 1;; pass++) {
@@ -179,6 +193,12 @@ static int src_precopy(struct mig_src *s, uint32_t *last)
 			stalls = 0;
 		} else {
 			stalls++;
+		}
+		if (p.auto_converge && (stalls >= 2 || (throttle && stalls)) &&
+		    throttle < p.max_cpu_throttle && pass < p.max_passes) {
+			throttle = throttle ? throttle + 10 : 20;
+			src_throttle(s, throttle < p.max_cpu_throttle ? throttle : p.max_cpu_throttle);
+			continue;
 		}
 		if ((stalls >= 2 || pass >= p.max_passes) && p.switchover_on_stall)
 			return 0;
@@ -412,6 +432,7 @@ void *mig_source_thread(void *arg)
 	if (!ret) {
 		mig_set_status(m, MIG_ACTIVE, NULL);
 		ret = src_precopy(s, &pass);
+		src_throttle(s, 0);
 	}
 	if (!ret)
 		ret = src_final(s, pass + 1);

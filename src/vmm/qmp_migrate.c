@@ -134,6 +134,8 @@ static int cmd_query_migrate(struct qmp_call *call, struct json_object *args,
 	if (i.status == MIG_FAILED || i.status == MIG_CANCELLED)
 		json_object_object_add(o, "error-desc", json_object_new_string(i.error));
 	qm_add_u64(o, "x-pass", i.pass);
+	if (i.throttle_pct)
+		qm_add_u64(o, "cpu-throttle-percentage", i.throttle_pct);
 	json_object_object_add(o, "ram", qm_ram(&i));
 	return 0;
 }
@@ -161,6 +163,10 @@ static int cmd_set_params(struct qmp_call *call, struct json_object *args,
 		p.max_passes = (uint32_t)json_object_get_int64(v);
 	if (json_object_object_get_ex(args, "x-switchover-on-stall", &v))
 		p.switchover_on_stall = json_object_get_boolean(v);
+	if (json_object_object_get_ex(args, "x-auto-converge", &v))
+		p.auto_converge = json_object_get_boolean(v);
+	if (json_object_object_get_ex(args, "max-cpu-throttle", &v))
+		p.max_cpu_throttle = (uint32_t)json_object_get_int64(v);
 	if (migrate_set_params(q->m, &p, err, sizeof(err)))
 		return qmp_call_error(call, QMP_ERR_GENERIC, "%s", err);
 	return 0;
@@ -180,6 +186,8 @@ static int cmd_query_params(struct qmp_call *call, struct json_object *args,
 	qm_add_u64(o, "x-iteration-cap", p.max_passes);
 	json_object_object_add(o, "x-switchover-on-stall",
 			       json_object_new_boolean(p.switchover_on_stall));
+	json_object_object_add(o, "x-auto-converge", json_object_new_boolean(p.auto_converge));
+	qm_add_u64(o, "max-cpu-throttle", p.max_cpu_throttle);
 	*ret = o;
 	return 0;
 }
@@ -245,6 +253,8 @@ static const struct qmp_param set_params[] = {
 	{ "multifd-channels", json_type_int, true },
 	{ "x-iteration-cap", json_type_int, true },
 	{ "x-switchover-on-stall", json_type_boolean, true },
+	{ "x-auto-converge", json_type_boolean, true },
+	{ "max-cpu-throttle", json_type_int, true },
 	{ NULL },
 };
 

@@ -205,8 +205,10 @@ static void *vcpu_thread(void *arg)
 		if (!vm_vcpu_checkpoint(v->vm, &gen, vcpu_settle, v))
 			break;
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
-			if (errno == EINTR || errno == EAGAIN)
+			if (errno == EINTR || errno == EAGAIN) {
+				vm_vcpu_throttle(v->vm, &v->ran_since);
 				continue;
+			}
 			vm_end(v->vm, VM_END_ERROR, "vCPU %d: KVM_RUN failed: %s", v->id,
 			       strerror(errno));
 			break;

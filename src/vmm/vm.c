@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <time.h>
 #include <unistd.h>
 #include "vmm/cpuid.h"
 #include "vmm/vcpu.h"
@@ -75,12 +76,16 @@ static int vm_setup_kvm(struct vm *vm)
 
 int vm_create(struct vm *vm, uint64_t mem_size, int nr_vcpus)
 {
+	pthread_condattr_t ca;
 	int err;
 
 	memset(vm, 0, sizeof(*vm));
 	vm->kvm_fd = vm->vm_fd = vm->end_eventfd = -1;
 	pthread_mutex_init(&vm->lock, NULL);
-	pthread_cond_init(&vm->cond, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&vm->cond, &ca);
+	pthread_condattr_destroy(&ca);
 	vm->nr_vcpus = nr_vcpus;
 	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	if (vm->kvm_fd < 0) {
@@ -226,6 +231,7 @@ int vm_pause(struct vm *vm)
 	vm->pause_gen++;
 	vm->acked = 0;
 	vm->requested = VM_PAUSED;
+	pthread_cond_broadcast(&vm->cond);	/* wakes throttled vCPUs */
 	pthread_mutex_unlock(&vm->lock);
 	vm_kick_all(vm);
 	pthread_mutex_lock(&vm->lock);
@@ -316,6 +322,58 @@ bool vm_vcpu_checkpoint(struct vm *vm, unsigned *gen, void (*settle)(void *), vo
 	run = vm->requested == VM_RUNNING;
 	pthread_mutex_unlock(&vm->lock);
 	return run;
+}
+
+static uint64_t vm_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+void vm_set_throttle(struct vm *vm, unsigned pct)
+{
+	pthread_mutex_lock(&vm->lock);
+	vm->throttle_pct = pct > 99 ? 99 : pct;
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+}
+
+void vm_throttle_kick(struct vm *vm)
+{
+	uint64_t now = vm_now_ns();
+	bool on;
+
+	pthread_mutex_lock(&vm->lock);
+	on = vm->throttle_pct && vm->requested == VM_RUNNING &&
+	     now - vm->throttle_kick_ns >= 10000000ULL;
+	if (on)
+		vm->throttle_kick_ns = now;
+	pthread_mutex_unlock(&vm->lock);
+	if (on)
+		vm_kick_all(vm);
+}
+
+void vm_vcpu_throttle(struct vm *vm, uint64_t *ran_since)
+{
+	uint64_t now = vm_now_ns(), ns, end;
+	struct timespec ts;
+
+	pthread_mutex_lock(&vm->lock);
+	if (!vm->throttle_pct || !*ran_since) {
+		*ran_since = vm->throttle_pct ? now : 0;
+		pthread_mutex_unlock(&vm->lock);
+		return;
+	}
+	ns = (now - *ran_since) * vm->throttle_pct / (100 - vm->throttle_pct);
+	end = now + (ns < 1000000000ULL ? ns : 1000000000ULL);
+	ts = (struct timespec){ (time_t)(end / 1000000000ULL), (long)(end % 1000000000ULL) };
+	while (vm->throttle_pct && vm->requested == VM_RUNNING && vm->end == VM_END_NONE &&
+	       pthread_cond_timedwait(&vm->cond, &vm->lock, &ts) != ETIMEDOUT)
+		;
+	pthread_mutex_unlock(&vm->lock);
+	*ran_since = vm_now_ns();
 }
 
 int vm_add_pause_hook(struct vm *vm, const struct vm_pause_hook *hook)
