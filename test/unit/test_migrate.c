@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -511,6 +512,65 @@ static void test_vm_kvm_state(void **state)
 	assert_int_not_equal(state_trip(&vm_kvm_state_vmsd, &a, &b, 5), 0);
 }
 
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void *unthrottle_later(void *arg)
+{
+	usleep(50000);
+	vm_set_throttle(arg, 0);
+	return NULL;
+}
+
+/* A kicked vCPU sleeps PCT/(100-PCT) of the time it ran, at most 1 s, and
+ * wakes as soon as the throttle is lifted. */
+static void test_throttle(void **state)
+{
+	struct vm *vm = calloc(1, sizeof(*vm));
+	pthread_condattr_t ca;
+	pthread_t t;
+	uint64_t since = 0, t0;
+
+	(void)state;
+	pthread_mutex_init(&vm->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&vm->cond, &ca);
+	vm->requested = VM_RUNNING;
+
+	vm_vcpu_throttle(vm, &since);           /* off: no sleep, no accounting */
+	assert_int_equal(since, 0);
+	vm_set_throttle(vm, 150);
+	assert_int_equal(vm->throttle_pct, 99);  /* clamped */
+	vm_set_throttle(vm, 50);
+	vm_vcpu_throttle(vm, &since);           /* first kick starts the clock */
+	assert_true(since > 0);
+	since -= 40000000;                      /* it ran 40 ms: 50% sleeps 40 ms */
+	t0 = now_ms();
+	vm_vcpu_throttle(vm, &since);
+	assert_in_range(now_ms() - t0, 35, 900);
+
+	vm_set_throttle(vm, 99);                /* 99% of 100 ms: capped at 1 s ... */
+	since -= 100000000;
+	t0 = now_ms();
+	vm_vcpu_throttle(vm, &since);
+	assert_in_range(now_ms() - t0, 900, 1500);
+	since -= 100000000;                     /* ... and lifting it wakes the vCPU */
+	assert_int_equal(pthread_create(&t, NULL, unthrottle_later, vm), 0);
+	t0 = now_ms();
+	vm_vcpu_throttle(vm, &since);
+	assert_in_range(now_ms() - t0, 40, 700);
+	pthread_join(t, NULL);
+	pthread_cond_destroy(&vm->cond);
+	pthread_condattr_destroy(&ca);
+	free(vm);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -525,6 +585,7 @@ int main(void)
 		cmocka_unit_test(test_pm_state),
 		cmocka_unit_test(test_cpu_state),
 		cmocka_unit_test(test_vm_kvm_state),
+		cmocka_unit_test(test_throttle),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
