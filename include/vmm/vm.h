@@ -142,7 +142,8 @@ void vm_set_throttle(struct vm *vm, unsigned pct);
 /* Kicks every vCPU if the VM is throttled, at most every 10 ms. */
 void vm_throttle_kick(struct vm *vm);
 /* vCPU side: after a kick, sleeps PCT/(100-PCT) of the time it ran since
- * *RAN_SINCE (at most 1 s; a pause or the end wakes it at once). */
+ * *RAN_SINCE (at most 1 s; a pause or the end wakes it at once). A first
+ * kick, or one over 2 s after the last, only starts the clock. */
 void vm_vcpu_throttle(struct vm *vm, uint64_t *ran_since);
 /* Process exit status for an end reason (0 for clean ends, 1 otherwise). */
 int vm_end_status(enum vm_end why);

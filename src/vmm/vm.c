@@ -361,7 +361,8 @@ void vm_vcpu_throttle(struct vm *vm, uint64_t *ran_since)
 	struct timespec ts;
 
 	pthread_mutex_lock(&vm->lock);
-	if (!vm->throttle_pct || !*ran_since) {
+	/* a clock left from an earlier throttle starts over */
+	if (!vm->throttle_pct || !*ran_since || now - *ran_since > 2000000000ULL) {
 		*ran_since = vm->throttle_pct ? now : 0;
 		pthread_mutex_unlock(&vm->lock);
 		return;
