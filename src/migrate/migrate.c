@@ -33,8 +33,10 @@ struct migrate *migrate_new(struct vm *vm)
 {
 	struct migrate *m = calloc(1, sizeof(*m));
 
-	if (!m)
+	if (!m) {
+		vmm_err("out of memory for the migration controller");
 		return NULL;
+	}
 	m->nmsrs = cpustate_msr_list(vm, m->msrs);
 	if (m->nmsrs < 0) {
 		vmm_err("cannot read KVM's MSR list: %s", strerror(-m->nmsrs));
