@@ -135,6 +135,8 @@ void vm_join(struct vm *vm);
  * false once the vCPU must finish. GEN is the vCPU's last acked pause;
  * SETTLE(ARG), if given, runs once before acknowledging a pause. */
 bool vm_vcpu_checkpoint(struct vm *vm, unsigned *gen, void (*settle)(void *), void *arg);
+/* CLOCK_MONOTONIC in ns. */
+uint64_t vm_now_ns(void);
 /* Auto-converge for migration: from now on vCPUs sleep PCT% (0-99) of the
  * time; 0 turns it off. A throttled vCPU sleeps when it is kicked, so the
  * caller kicks them (vm_throttle_kick) every few ms. */

@@ -313,7 +313,7 @@ void *mig_dest_thread(void *arg)
 	pthread_mutex_lock(&m->lock);
 	chan_close(&m->chan);
 	m->busy = false;
-	m->info.total_ms = (mig_now_ns() - m->start_ns) / 1000000;
+	m->info.total_ms = (vm_now_ns() - m->start_ns) / 1000000;
 	pthread_mutex_unlock(&m->lock);
 	mig_set_status(m, ret ? MIG_FAILED : MIG_COMPLETED, ret ? (d ? d->err : "out of memory") : NULL);
 	if (ret)

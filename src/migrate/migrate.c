@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 #include "migrate_int.h"
 #include "vmm/cpustate.h"
@@ -19,14 +18,6 @@ static const char *const status_names[] = {
 const char *migrate_status_name(enum migrate_status st)
 {
 	return st < ARRAY_SIZE(status_names) ? status_names[st] : "unknown";
-}
-
-uint64_t mig_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
 struct migrate *migrate_new(struct vm *vm)
@@ -127,7 +118,7 @@ void migrate_query(struct migrate *m, struct migrate_info *out)
 	pthread_mutex_lock(&m->lock);
 	*out = m->info;
 	if (m->busy && m->start_ns)
-		out->total_ms = (mig_now_ns() - m->start_ns) / 1000000;
+		out->total_ms = (vm_now_ns() - m->start_ns) / 1000000;
 	pthread_mutex_unlock(&m->lock);
 }
 
@@ -145,7 +136,7 @@ static int mig_claim(struct migrate *m, const char *uri, char *err, size_t errle
 	m->handoff = false;
 	memset(&m->info, 0, sizeof(m->info));
 	snprintf(m->uri, sizeof(m->uri), "%s", uri);
-	m->start_ns = mig_now_ns();
+	m->start_ns = vm_now_ns();
 	pthread_mutex_unlock(&m->lock);
 	if (m->joinable) {
 		pthread_join(m->thread, NULL);

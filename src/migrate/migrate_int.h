@@ -34,8 +34,6 @@ struct migrate {
 	int nmsrs;
 };
 
-/* Monotonic time in ns / ms. */
-uint64_t mig_now_ns(void);
 /* Sets status (and the error text for FAILED) and tells the listener. */
 void mig_set_status(struct migrate *m, enum migrate_status st, const char *error);
 /* Sends the frames accumulated in B and resets it; 0 or -errno. */

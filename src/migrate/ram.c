@@ -160,14 +160,6 @@ static bool ram_page_present(struct ram_tracker *t, uint64_t off)
 	return t->ext_data;
 }
 
-static uint64_t ram_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
 /* Encodes the dirty pages of words [w0, w1) into one PAGES frame. */
 static int ram_encode(struct ram_tracker *t, uint64_t w0, uint64_t w1)
 {
@@ -219,7 +211,7 @@ static int ram_clear(struct ram_tracker *t, int slot, uint64_t w0, uint64_t w1)
 /* Sleeps as needed so the pass stays under max_bandwidth, batch by batch. */
 static void ram_throttle(struct ram_tracker *t, uint64_t start_ns, uint64_t bytes)
 {
-	uint64_t due, now = ram_now_ns();
+	uint64_t due, now = vm_now_ns();
 
 	if (!t->max_bandwidth)
 		return;
@@ -235,7 +227,7 @@ static void ram_throttle(struct ram_tracker *t, uint64_t start_ns, uint64_t byte
 int ram_send_pass(struct ram_tracker *t, struct chan *c)
 {
 	struct guest_mem *mem = t->mem;
-	uint64_t start = ram_now_ns(), sent = 0, left = ram_pending(t);
+	uint64_t start = vm_now_ns(), sent = 0, left = ram_pending(t);
 
 	t->ext_start = t->ext_end = 0;
 

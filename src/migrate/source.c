@@ -126,7 +126,7 @@ static void src_throttle(struct mig_src *s, uint32_t pct)
 /* Sends one pass of whatever is dirty; measures the bandwidth. */
 static int src_pass(struct mig_src *s, uint32_t pass)
 {
-	uint64_t t0 = mig_now_ns(), b0 = s->m->chan.sent, dt;
+	uint64_t t0 = vm_now_ns(), b0 = s->m->chan.sent, dt;
 	int ret = stream_u32_put(&s->buf, STREAM_PASS_BEGIN, pass) ?: mig_flush(s->m, &s->buf);
 
 	pthread_mutex_lock(&s->m->lock);
@@ -137,7 +137,7 @@ static int src_pass(struct mig_src *s, uint32_t pass)
 		ret = ram_send_pass(&s->ram, &s->m->chan);
 	if (!ret)
 		ret = stream_u32_put(&s->buf, STREAM_PASS_END, pass) ?: mig_flush(s->m, &s->buf);
-	dt = mig_now_ns() - t0;
+	dt = vm_now_ns() - t0;
 	if (ret && ret != -ECANCELED)
 		snprintf(s->err, sizeof(s->err), "lost the destination in pass %u: %s", pass,
 			 strerror(-ret));
@@ -168,7 +168,7 @@ static int src_precopy(struct mig_src *s, uint32_t *last)
 
 	for (uint32_t pass = 1;; pass++) {
 		struct migrate_params p;
-		uint64_t t0 = mig_now_ns(), exp, rate;
+		uint64_t t0 = vm_now_ns(), exp, rate;
 		int64_t pending;
 		int ret;
 
@@ -182,7 +182,7 @@ static int src_precopy(struct mig_src *s, uint32_t *last)
 		pending = ram_sync(&s->ram);
 		if (pending < 0)
 			return (int)pending;
-		rate = (uint64_t)pending * 1000000000ULL / (mig_now_ns() - t0 + 1);
+		rate = (uint64_t)pending * 1000000000ULL / (vm_now_ns() - t0 + 1);
 		exp = src_expected_ms(s, (uint64_t)pending);
 		src_stats(s, pass, (uint64_t)pending, rate, exp);
 		*last = pass;
@@ -268,7 +268,7 @@ static int src_final(struct mig_src *s, uint32_t pass)
 	int ret;
 
 	mig_set_status(s->m, MIG_DEVICE, NULL);
-	s->pause_ns = mig_now_ns();
+	s->pause_ns = vm_now_ns();
 	ret = vm_pause(s->m->vm);
 	if (ret) {
 		snprintf(s->err, sizeof(s->err), "the guest ended during migration");
@@ -276,10 +276,10 @@ static int src_final(struct mig_src *s, uint32_t pass)
 	}
 	s->paused = true;
 	ret = ram_sync(&s->ram) < 0 ? -EIO : src_pass(s, pass);
-	t_ram = mig_now_ns();
+	t_ram = vm_now_ns();
 	if (!ret)
 		ret = src_put_cpus(s);
-	t_cpu = mig_now_ns();
+	t_cpu = vm_now_ns();
 	if (!ret)
 		ret = src_put_devices(s);
 	if (!ret)
@@ -287,7 +287,7 @@ static int src_final(struct mig_src *s, uint32_t pass)
 	pthread_mutex_lock(&s->m->lock);
 	i->down_ram_ms = (t_ram - s->pause_ns) / 1000000;
 	i->down_cpu_ms = (t_cpu - t_ram) / 1000000;
-	i->down_dev_ms = (mig_now_ns() - t_cpu) / 1000000;
+	i->down_dev_ms = (vm_now_ns() - t_cpu) / 1000000;
 	pthread_mutex_unlock(&s->m->lock);
 	src_stats(s, pass, 0, 0, i->expected_downtime_ms);
 	return ret;
@@ -370,9 +370,9 @@ static void src_finish(struct mig_src *s, int ret)
 	if (ret < 0 && s->paused && vm_resume(m->vm))
 		vmm_warn("could not resume the guest after a failed migration");
 	pthread_mutex_lock(&m->lock);
-	i->total_ms = (mig_now_ns() - m->start_ns) / 1000000;
+	i->total_ms = (vm_now_ns() - m->start_ns) / 1000000;
 	if (ret == 0) {
-		i->downtime_ms = (mig_now_ns() - s->pause_ns) / 1000000;
+		i->downtime_ms = (vm_now_ns() - s->pause_ns) / 1000000;
 		i->down_handoff_ms = i->downtime_ms - i->down_ram_ms - i->down_cpu_ms - i->down_dev_ms;
 		i->remaining = 0;
 	}
@@ -423,7 +423,7 @@ void *mig_source_thread(void *arg)
 		s->ram.progress = src_progress;
 		s->ram.progress_opaque = s;
 		pthread_mutex_lock(&m->lock);
-		m->info.setup_ms = (mig_now_ns() - m->start_ns) / 1000000;
+		m->info.setup_ms = (vm_now_ns() - m->start_ns) / 1000000;
 		pthread_mutex_unlock(&m->lock);
 		if (ret)
 			snprintf(s->err, sizeof(s->err), "cannot start dirty tracking: %s",

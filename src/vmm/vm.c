@@ -324,7 +324,7 @@ bool vm_vcpu_checkpoint(struct vm *vm, unsigned *gen, void (*settle)(void *), vo
 	return run;
 }
 
-static uint64_t vm_now_ns(void)
+uint64_t vm_now_ns(void)
 {
 	struct timespec ts;
 
