@@ -165,7 +165,8 @@ struct stream_page_iter {
 
 /* --- crc32c (Castagnoli), zlib-style chaining: start with crc = 0 --- */
 
-/* Returns the crc32c of p[0..len) continued from crc (0 to start), using SSE4.2 when present. */
+/* Returns the crc32c of p[0..len) continued from crc (0 to start), using the
+ * SSE4.2 instruction when present and faster than the tables (timed once). */
 uint32_t stream_crc32c(uint32_t crc, const void *p, size_t len);
 /* Same result as stream_crc32c() computed with tables only; for tests and fallback. */
 uint32_t stream_crc32c_sw(uint32_t crc, const void *p, size_t len);
