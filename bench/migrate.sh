@@ -54,8 +54,9 @@ peak_rss() {
 	done
 }
 
-# one PEER RATE: migrates once, prints "downtime_ms total_ms bytes src_kib dst_kib"
-# (the last two: peak memory beyond guest RAM of each side during the migration).
+# one PEER RATE: migrates once, prints "downtime_ms total_ms bytes src_kib dst_kib
+# passes" (src_kib, dst_kib: peak memory beyond guest RAM of each side during
+# the migration; passes: dirty-sync-count).
 one() {
 	local peer=$1 rate=$2 cmd="console=ttyS0 vmm.run=\"/bin/dirtier 256 $2 &\"" r
 	rm -f "$L"/*.qmp "$L"/*.mig "$L"/*.log
@@ -93,18 +94,20 @@ one() {
 	wait 2>/dev/null || true
 	pids=()
 	echo "$(field "$r" '["downtime"]') $(field "$r" '["total-time"]') $(field "$r" '["ram"]["transferred"]')" \
-		"$(cat "$L/src.rss" 2>/dev/null || echo 0) $(cat "$L/dst.rss" 2>/dev/null || echo 0)"
+		"$(cat "$L/src.rss" 2>/dev/null || echo 0) $(cat "$L/dst.rss" 2>/dev/null || echo 0)" \
+		"$(field "$r" '["ram"]["dirty-sync-count"]')"
 }
 
 ratio() { python3 -c "import sys; print(f'{float(sys.argv[1])/max(float(sys.argv[2]),1e-9):.2f}')" "$1" "$2"; }
 
 for rate in $WORKLOADS; do
-	read -r vd vt vb vms vmd <<<"$(one vmm "$rate")"
-	read -r qd qt qb _ _ <<<"$(one qemu "$rate")"    # QEMU's guest RAM is RssAnon
+	read -r vd vt vb vms vmd vp <<<"$(one vmm "$rate")"
+	read -r qd qt qb _ _ qp <<<"$(one qemu "$rate")"    # QEMU's guest RAM is RssAnon
 	label=$([ "$rate" = 0 ] && echo idle || echo "dirtying $rate pages/s")
 	echo "$label: downtime vmm ${vd} ms / qemu ${qd} ms = $(ratio "$vd" "$qd");" \
 		"total vmm ${vt} ms / qemu ${qt} ms = $(ratio "$vt" "$qt");" \
-		"bytes vmm $((vb >> 20)) MiB / qemu $((qb >> 20)) MiB = $(ratio "$vb" "$qb")"
+		"bytes vmm $((vb >> 20)) MiB / qemu $((qb >> 20)) MiB = $(ratio "$vb" "$qb");" \
+		"passes vmm $vp / qemu $qp"
 	echo "$label: memory beyond guest RAM (peak during migration): vmm source $((vms / 1024)) MiB," \
 		"destination $((vmd / 1024)) MiB (budget $(( (16 * 1024 + 512 * 1024 / 100) / 1024 )) MiB" \
 		"= 16 MiB + 1% of 512 MiB; ratio $(ratio "$(( vms > vmd ? vms : vmd ))" $(( 16 * 1024 + 512 * 1024 / 100 ))))"

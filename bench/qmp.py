@@ -48,7 +48,7 @@ def main():
             if r.get("status") in ("completed", "failed", "cancelled"):
                 print(json.dumps(r))
                 return
-            time.sleep(0.05)
+            time.sleep(0.5)   # the VMMs time the migration themselves; polling is overhead
         sys.exit(f"qmp.py: migration did not finish in time; last query-migrate: {json.dumps(r)}")
     args = json.loads(sys.argv[3]) if len(sys.argv) > 3 else None
     print(json.dumps(call(f, sys.argv[2], args)))
