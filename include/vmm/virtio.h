@@ -97,6 +97,7 @@ struct virtio_dev {
 	struct virtq vqs[VIRTIO_MAX_QUEUES];
 	int kick_fd[VIRTIO_MAX_QUEUES];  /* ioeventfds, immutable after init */
 	uint64_t notify_addr;           /* guest address of the notify area, 0 if unmapped */
+	uint32_t kick_len;              /* the ioeventfds' write length (0: any) */
 	uint64_t features_built;        /* what this device offers; immutable */
 	uint16_t nq_built, qmax_built;
 

@@ -21,6 +21,7 @@ struct device_ops;
 #define VIRTIO_BLK_F_RO 5
 #define VIRTIO_BLK_F_BLK_SIZE 6
 #define VIRTIO_BLK_F_FLUSH 9
+#define VIRTIO_BLK_F_MQ 12
 #define VIRTIO_BLK_F_DISCARD 13
 #define VIRTIO_BLK_F_WRITE_ZEROES 14
 
@@ -42,6 +43,7 @@ struct virtio_blk_config {
 	const char *serial;     /* NULL: none */
 	bool direct;            /* O_DIRECT */
 	bool lock;              /* flock now (false: the caller locks later) */
+	int num_queues;         /* virtqueues, one per vCPU (0: 1; at most VIRTIO_MAX_QUEUES) */
 };
 
 struct virtio_blk_state {
@@ -63,8 +65,8 @@ struct virtio_blk {
 	char serial[VIRTIO_BLK_ID_BYTES];
 	struct io_uring ring;
 	bool ring_ok;
-	int ring_efd;
 	unsigned inflight;
+	uint32_t pushed;                   /* queues with used entries not yet signalled */
 	struct virtio_blk_req *reqs;       /* VIRTIO_BLK_QUEUE_SIZE of them */
 	struct virtio_blk_req *free_list;
 	uint64_t nr_reqs, nr_errors;       /* statistics */

@@ -66,7 +66,7 @@ static int devices_build(struct vm *vm, const struct vmm_config *cfg, struct dev
 		struct virtio_blk_config bc = {
 			.path = cd->path, .readonly = cd->readonly, .serial = cd->serial,
 			.direct = cd->direct,
-			.lock = !cfg->incoming,
+			.lock = !cfg->incoming, .num_queues = cfg->cpus,
 		};
 
 		err = virtio_blk_create(&d->blks[i], vm, &vm->mem, vm->vm_fd, &d->router, &bc);

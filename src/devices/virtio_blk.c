@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -26,6 +25,7 @@ struct virtio_blk_req {
 	struct virtq_elem e;
 	uint8_t *status;
 	uint32_t type;
+	uint16_t q;                /* the virtqueue it came from */
 	uint32_t in_len;           /* bytes reported as written to the guest */
 	uint64_t off;              /* file offset of what is left */
 	struct iovec *data;        /* data segments still to do */
@@ -65,6 +65,7 @@ static void blk_config_read(struct virtio_dev *vd, uint32_t off, uint8_t *data, 
 	put_le(c + 0, blk->capacity, 8);
 	put_le(c + 12, VIRTIO_BLK_SEG_MAX, 4);
 	put_le(c + 20, VIRTIO_BLK_SECTOR, 4);
+	put_le(c + 34, (uint64_t)vd->st->num_queues, 2);    /* num_queues */
 	put_le(c + 36, VIRTIO_BLK_MAX_DISCARD_SECTORS, 4);    /* max_discard_sectors */
 	put_le(c + 40, 1, 4);                                 /* max_discard_seg */
 	put_le(c + 44, 1, 4);                                 /* discard_sector_alignment */
@@ -91,15 +92,27 @@ static void blk_req_put(struct virtio_blk *blk, struct virtio_blk_req *r)
 	blk->free_list = r;
 }
 
-/* Writes the status byte, returns the chain and frees the request. */
+/* Writes the status byte, returns the chain and frees the request; the
+ * queue's interrupt waits for blk_notify(). */
 static void blk_complete(struct virtio_blk *blk, struct virtio_blk_req *r, uint8_t status)
 {
 	*r->status = status;
 	mem_mark_dirty(blk->vd.mem, r->status, 1);
 	if (status != VIRTIO_BLK_S_OK)
 		blk->nr_errors++;
-	virtq_push(&blk->vd.vqs[0], r->e.head, r->in_len + 1);
+	virtq_push(&blk->vd.vqs[r->q], r->e.head, r->in_len + 1);
+	blk->pushed |= 1u << r->q;
 	blk_req_put(blk, r);
+}
+
+/* Interrupts the queues blk_complete() pushed to. */
+static void blk_notify(struct virtio_blk *blk)
+{
+	for (int q = 0; blk->pushed; q++) {
+		if (blk->pushed & 1u << q)
+			virtio_notify_queue(&blk->vd, q);
+		blk->pushed &= ~(1u << q);
+	}
 }
 
 /* Drops N bytes from the front of the data segments. */
@@ -207,7 +220,7 @@ static int blk_parse(struct virtio_blk *blk, struct virtio_blk_req *r, uint64_t 
 		size_t n = e->in_len - 1 < VIRTIO_BLK_ID_BYTES ? e->in_len - 1 : VIRTIO_BLK_ID_BYTES;
 
 		r->in_len = (uint32_t)virtq_elem_write(e, 0, blk->serial, n);
-		virtq_written(&blk->vd.vqs[0], e->iov + e->nr_out, e->nr_in, r->in_len);
+		virtq_written(&blk->vd.vqs[r->q], e->iov + e->nr_out, e->nr_in, r->in_len);
 		return VIRTIO_BLK_S_OK;
 	}
 	case VIRTIO_BLK_T_DISCARD:
@@ -240,11 +253,13 @@ static int blk_parse(struct virtio_blk *blk, struct virtio_blk_req *r, uint64_t 
 	return r->left ? -1 : VIRTIO_BLK_S_OK;
 }
 
+static void blk_reap(struct virtio_blk *blk);
+
 static void blk_queue_notify(struct virtio_dev *vd, int q)
 {
 	struct virtio_blk *blk = vd->priv;
-	struct virtq *vq = &vd->vqs[0];
-	bool pushed = false, submitted = false, bad = false;
+	struct virtq *vq = &vd->vqs[q];
+	bool submitted = false, bad = false;
 
 	do {
 		virtq_disable_notify(vq);
@@ -257,6 +272,7 @@ static void blk_queue_notify(struct virtio_dev *vd, int q)
 				break;      /* all in flight: completions will call us again */
 			r->e.iov = r->iov;
 			r->e.iov_cap = VIRTIO_BLK_QUEUE_SIZE;
+			r->q = (uint16_t)q;
 			ret = virtq_pop(vq, &r->e);
 			if (ret != 1) {
 				blk_req_put(blk, r);
@@ -275,24 +291,27 @@ static void blk_queue_notify(struct virtio_dev *vd, int q)
 				continue;
 			}
 			blk_complete(blk, r, ret >= 0 ? (uint8_t)ret : VIRTIO_BLK_S_IOERR);
-			pushed = true;
 		}
 	} while (!bad && !vq->broken && blk->free_list && virtq_enable_notify(vq));
 	if (submitted)
 		io_uring_submit(&blk->ring);
-	if (pushed)
-		virtio_notify_queue(vd, 0);
+	/* Reads from the page cache, and I/O the kernel finished while we were
+	 * in the submit call, are done already: answer now rather than after
+	 * another trip through epoll. */
+	if (submitted)
+		blk_reap(blk);
+	blk_notify(blk);
 }
 
-/* Handles one CQE; returns true if a chain was pushed. */
-static bool blk_cqe(struct virtio_blk *blk, struct io_uring_cqe *cqe)
+/* Handles one CQE. */
+static void blk_cqe(struct virtio_blk *blk, struct io_uring_cqe *cqe)
 {
 	struct virtio_blk_req *r = io_uring_cqe_get_data(cqe);
 	int res = cqe->res;
 
 	blk->inflight--;
 	if (r->type == VIRTIO_BLK_T_IN && res > 0)   /* before the segments advance */
-		virtq_written(&blk->vd.vqs[0], r->data, (unsigned)r->nr_data, (size_t)res);
+		virtq_written(&blk->vd.vqs[r->q], r->data, (unsigned)r->nr_data, (size_t)res);
 	if ((r->type == VIRTIO_BLK_T_IN || r->type == VIRTIO_BLK_T_OUT) && res > 0 &&
 	    (uint64_t)res < r->left) {
 		/* short transfer: continue where it stopped */
@@ -301,7 +320,7 @@ static bool blk_cqe(struct virtio_blk *blk, struct io_uring_cqe *cqe)
 		blk_iov_advance(r, (uint64_t)res);
 		if (blk_submit(blk, r, NULL)) {
 			io_uring_submit(&blk->ring);
-			return false;
+			return;
 		}
 		res = -EIO;
 	}
@@ -310,38 +329,34 @@ static bool blk_cqe(struct virtio_blk *blk, struct io_uring_cqe *cqe)
 	if (r->type == VIRTIO_BLK_T_IN && res == 0 && r->left)
 		res = -EIO;
 	blk_complete(blk, r, res < 0 ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK);
-	return true;
 }
 
-static bool blk_reap(struct virtio_blk *blk)
+static void blk_reap(struct virtio_blk *blk)
 {
 	struct io_uring_cqe *cqe;
-	bool pushed = false;
 
 	while (io_uring_peek_cqe(&blk->ring, &cqe) == 0) {
-		pushed |= blk_cqe(blk, cqe);
+		blk_cqe(blk, cqe);
 		io_uring_cqe_seen(&blk->ring, cqe);
 	}
-	return pushed;
 }
 
 static void blk_fd_event(struct virtio_dev *vd, int i, uint32_t events)
 {
 	struct virtio_blk *blk = vd->priv;
-	uint64_t v;
 	bool was_full = !blk->free_list;
 
-	if (read(blk->ring_efd, &v, sizeof(v)) < 0) { /* nothing new */ }
-	if (blk_reap(blk))
-		virtio_notify_queue(vd, 0);
-	if (was_full && blk->free_list && virtio_queue_live(vd, 0))
-		blk_queue_notify(vd, 0);
+	blk_reap(blk);
+	blk_notify(blk);
+	/* with every request in flight the queues were left alone: look again */
+	for (int q = 0; was_full && blk->free_list && q < vd->st->num_queues; q++)
+		if (virtio_queue_live(vd, q))
+			blk_queue_notify(vd, q);
 }
 
 static void blk_drain(struct virtio_dev *vd)
 {
 	struct virtio_blk *blk = vd->priv;
-	bool pushed = false;
 
 	/* Anything queued but not yet submitted goes out first: waiting on a
 	 * CQE for an unsubmitted SQE would never return. */
@@ -357,11 +372,13 @@ static void blk_drain(struct virtio_dev *vd)
 			vmm_err("virtio-blk %s: waiting for I/O failed: %s", blk->path, strerror(-err));
 			break;
 		}
-		pushed |= blk_cqe(blk, cqe);
+		blk_cqe(blk, cqe);
 		io_uring_cqe_seen(&blk->ring, cqe);
 	}
-	if (pushed && vd->vqs[0].ready)
-		virtio_notify_queue(vd, 0);
+	for (int q = 0; q < vd->st->num_queues; q++)
+		if (!vd->vqs[q].ready)
+			blk->pushed &= ~(1u << q);
+	blk_notify(blk);
 }
 
 static const struct virtio_dev_ops blk_vops = {
@@ -433,12 +450,14 @@ int virtio_blk_create(struct virtio_blk **out, struct vm *vm, const struct guest
 {
 	struct virtio_blk *blk = calloc(1, sizeof(*blk));
 	uint64_t feat = 1ULL << VIRTIO_BLK_F_SEG_MAX | 1ULL << VIRTIO_BLK_F_BLK_SIZE |
-			1ULL << VIRTIO_BLK_F_FLUSH;
+			1ULL << VIRTIO_BLK_F_FLUSH | 1ULL << VIRTIO_BLK_F_MQ;
+	int nq = cfg->num_queues < 1 ? 1 :
+		 cfg->num_queues > VIRTIO_MAX_QUEUES ? VIRTIO_MAX_QUEUES : cfg->num_queues;
 	int err;
 
 	if (!blk)
 		return -ENOMEM;
-	blk->fd = blk->ring_efd = -1;
+	blk->fd = -1;
 	blk->readonly = cfg->readonly;
 	snprintf(blk->path, sizeof(blk->path), "%s", cfg->path);
 	if (cfg->serial)
@@ -460,16 +479,12 @@ int virtio_blk_create(struct virtio_blk **out, struct vm *vm, const struct guest
 		goto fail;
 	}
 	blk->ring_ok = true;
-	blk->ring_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (blk->ring_efd < 0 || io_uring_register_eventfd(&blk->ring, blk->ring_efd)) {
-		err = -errno;
-		goto fail;
-	}
 	err = virtio_init(&blk->vd, vm, mem, vm_fd, router, &blk_vops, blk, &blk->st.vio,
-			  VIRTIO_BLK_ID, 0x018000, 1, VIRTIO_BLK_QUEUE_SIZE, feat,
+			  VIRTIO_BLK_ID, 0x018000, nq, VIRTIO_BLK_QUEUE_SIZE, feat,
 			  VIRTIO_BLK_CONFIG_LEN);
 	if (!err)
-		err = virtio_add_fd(&blk->vd, blk->ring_efd, EPOLLIN) < 0 ? -ENOSPC : 0;
+		/* the ring's own fd is readable while it holds completions */
+		err = virtio_add_fd(&blk->vd, blk->ring.ring_fd, EPOLLIN) < 0 ? -ENOSPC : 0;
 	if (err) {
 		vmm_err("cannot set up virtio-blk for %s: %s", cfg->path, strerror(-err));
 		goto fail;
@@ -480,8 +495,6 @@ int virtio_blk_create(struct virtio_blk **out, struct vm *vm, const struct guest
 fail:
 	if (blk->ring_ok)
 		io_uring_queue_exit(&blk->ring);
-	if (blk->ring_efd >= 0)
-		close(blk->ring_efd);
 	if (blk->fd >= 0)
 		close(blk->fd);
 	free(blk->reqs);
@@ -498,7 +511,6 @@ void virtio_blk_destroy(struct virtio_blk *blk)
 	blk_drain(&blk->vd);
 	pthread_mutex_unlock(&blk->vd.lock);
 	io_uring_queue_exit(&blk->ring);
-	close(blk->ring_efd);
 	close(blk->fd);
 	free(blk->reqs);
 	free(blk);

@@ -109,8 +109,17 @@ static void virtio_map(void *opaque, int bar, uint64_t old, uint64_t addr)
 		uint64_t off = VIRTIO_NOTIFY_OFF + (uint64_t)VIRTIO_NOTIFY_MULT * q;
 
 		if (old)
-			(void)!irq_ioeventfd(vd->vm_fd, vd->kick_fd[q], old + off, 2, false, false);
-		if (addr && irq_ioeventfd(vd->vm_fd, vd->kick_fd[q], addr + off, 2, false, true))
+			(void)!irq_ioeventfd(vd->vm_fd, vd->kick_fd[q], old + off, vd->kick_len,
+					     false, false);
+		if (!addr)
+			continue;
+		/* Any length first: KVM then serves the kick on its fast MMIO
+		 * path, without decoding the guest's instruction. */
+		vd->kick_len = 0;
+		if (irq_ioeventfd(vd->vm_fd, vd->kick_fd[q], addr + off, 0, false, true) == 0)
+			continue;
+		vd->kick_len = 2;
+		if (irq_ioeventfd(vd->vm_fd, vd->kick_fd[q], addr + off, 2, false, true))
 			vmm_warn("%s: no ioeventfd for queue %d; kicks will exit", vd->ops->name, q);
 	}
 	vd->notify_addr = addr ? addr + VIRTIO_NOTIFY_OFF : 0;
