@@ -687,6 +687,51 @@ static void test_net(void **state)
 	close(sv[1]);
 }
 
+/* One virtqueue per vCPU: a request on queue 1 completes into queue 1's used
+ * ring and leaves queue 0 alone; the device says how many queues it has. */
+static void test_blk_multiqueue(void **state)
+{
+	struct fx *f = *state;
+	struct virtio_blk_config bc = { .path = f->img, .lock = true, .num_queues = 2 };
+	struct { uint32_t type, res; uint64_t sector; } h = { VIRTIO_BLK_T_IN, 0, 8 };
+	uint64_t one = 1, base = FAKE_DATA;
+	uint8_t pattern[4096], st = 0xee;
+	uint32_t id = 99, len = 0;
+	struct virtio_dev *vd;
+	int fd;
+
+	virtio_blk_destroy(f->blk);
+	assert_int_equal(virtio_blk_create(&f->blk, NULL, &f->mem, -1, NULL, &bc), 0);
+	vd = &f->blk->vd;
+	assert_int_equal(fake_rd(vd, 18, 2), 2);                            /* common cfg */
+	assert_int_equal(fake_rd(vd, VIRTIO_DEVCFG_OFF + 34, 2), 2);         /* blk config */
+	assert_int_equal(fake_driver_init(vd, 1ULL << VIRTIO_BLK_F_MQ, 2, QS), 0);
+	for (int i = 0; i < 4096; i++)
+		pattern[i] = (uint8_t)(i * 13 + 5);
+	fd = open(f->img, O_WRONLY);
+	assert_int_equal(pwrite(fd, pattern, sizeof(pattern), 8 * 512), sizeof(pattern));
+	close(fd);
+	assert_int_equal(mem_write(&f->mem, base, &h, sizeof(h)), 0);
+	assert_int_equal(mem_write(&f->mem, base + 0x1ff00, &st, 1), 0);
+	fake_desc(&f->mem, 1, 3, base, sizeof(h), VIRTQ_DESC_F_NEXT, 4);
+	fake_desc(&f->mem, 1, 4, base + 0x1000, 4096, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE, 5);
+	fake_desc(&f->mem, 1, 5, base + 0x1ff00, 1, VIRTQ_DESC_F_WRITE, 0);
+	fake_avail_add(&f->mem, 1, QS, 3);
+	assert_int_equal(write(vd->kick_fd[1], &one, 8), 8);
+	for (int i = 0; i < 2000 && fake_used_idx(&f->mem, 1) != 1; i++) {
+		virtio_poll_once(vd);
+		if (fake_used_idx(&f->mem, 1) != 1)
+			usleep(500);
+	}
+	assert_int_equal(fake_used_idx(&f->mem, 1), 1);
+	assert_int_equal(fake_used_idx(&f->mem, 0), 0);
+	fake_used_elem(&f->mem, 1, QS, 0, &id, &len);
+	assert_int_equal(id, 3);
+	assert_int_equal(len, 4096 + 1);
+	assert_int_equal(blk_status(f, 0), VIRTIO_BLK_S_OK);
+	assert_memory_equal(blk_data(f, 0), pattern, sizeof(pattern));
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -694,7 +739,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		T(test_features), T(test_queue_setup_checks), T(test_blk_io),
 		T(test_blk_bad_requests), T(test_blk_loop_chain), T(test_blk_pause_drains),
-		T(test_blk_bad_chain_after_io),
+		T(test_blk_bad_chain_after_io), T(test_blk_multiqueue),
 		T(test_dma_marks_dirty),
 		T(test_blk_readonly_and_lock), T(test_blk_state), T(test_rng), T(test_net),
 	};
