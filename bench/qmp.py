@@ -2,8 +2,14 @@
 """Tiny QMP driver for the benchmarks; works the same against vmm and QEMU.
 usage: qmp.py SOCKET COMMAND [ARGS-JSON]   prints the "return" value as JSON
        qmp.py SOCKET wait-migration SECS   polls query-migrate until it ends,
-                                           prints the final query-migrate"""
+                                           prints the final query-migrate
+       qmp.py SOCKET migrate-wait ARGS-JSON SECS PID...
+           migrate, then wait-migration, and add "bench": the CPU time the PIDs
+           used meanwhile (ms) and the peak RssAnon+RssFile of each (KiB),
+           sampled at every poll: one process does it all, since under
+           emulation every extra process slows the migration it measures"""
 import json
+import os
 import socket
 import sys
 import time
@@ -38,18 +44,47 @@ def call(f, cmd, args=None):
         return r["return"]
 
 
+def cpu_ms(pid):
+    with open(f"/proc/{pid}/stat") as st:
+        fields = st.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 // os.sysconf("SC_CLK_TCK")
+
+
+def rss_kib(pid):
+    kib = 0
+    with open(f"/proc/{pid}/status") as st:
+        for line in st:
+            if line.startswith(("RssAnon:", "RssFile:")):
+                kib += int(line.split()[1])
+    return kib
+
+
+def wait_migration(f, secs, pids=()):
+    deadline = time.time() + secs
+    peak = [rss_kib(p) for p in pids]
+    r = {}
+    while time.time() < deadline:
+        r = call(f, "query-migrate")
+        peak = [max(k, rss_kib(p)) for k, p in zip(peak, pids)]
+        if r.get("status") in ("completed", "failed", "cancelled"):
+            return r, peak
+        time.sleep(0.5)   # the VMMs time the migration themselves; polling is overhead
+    sys.exit(f"qmp.py: migration did not finish in time; last query-migrate: {json.dumps(r)}")
+
+
 def main():
     f = connect(sys.argv[1])
     if sys.argv[2] == "wait-migration":
-        deadline = time.time() + float(sys.argv[3])
-        r = {}
-        while time.time() < deadline:
-            r = call(f, "query-migrate")
-            if r.get("status") in ("completed", "failed", "cancelled"):
-                print(json.dumps(r))
-                return
-            time.sleep(0.5)   # the VMMs time the migration themselves; polling is overhead
-        sys.exit(f"qmp.py: migration did not finish in time; last query-migrate: {json.dumps(r)}")
+        print(json.dumps(wait_migration(f, float(sys.argv[3]))[0]))
+        return
+    if sys.argv[2] == "migrate-wait":
+        pids = [int(p) for p in sys.argv[5:]]
+        cpu0 = sum(cpu_ms(p) for p in pids)
+        call(f, "migrate", json.loads(sys.argv[3]))
+        r, peak = wait_migration(f, float(sys.argv[4]), pids)
+        r["bench"] = {"cpu-ms": sum(cpu_ms(p) for p in pids) - cpu0, "peak-kib": peak}
+        print(json.dumps(r))
+        return
     args = json.loads(sys.argv[3]) if len(sys.argv) > 3 else None
     print(json.dumps(call(f, sys.argv[2], args)))
 

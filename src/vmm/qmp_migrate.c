@@ -128,6 +128,8 @@ static int cmd_query_migrate(struct qmp_call *call, struct json_object *args,
 		qm_add_u64(b, "device", i.down_dev_ms);
 		qm_add_u64(b, "handoff", i.down_handoff_ms);
 		json_object_object_add(o, "x-downtime-breakdown", b);
+		/* what the model promised when it switched over */
+		qm_add_u64(o, "x-expected-downtime", i.expected_downtime_ms);
 	} else {
 		qm_add_u64(o, "expected-downtime", i.expected_downtime_ms);
 	}
