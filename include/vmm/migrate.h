@@ -36,6 +36,9 @@ struct migrate_info {
 	uint64_t setup_ms, total_ms, downtime_ms, expected_downtime_ms;
 	/* downtime broken down: final RAM, vCPU+KVM state, device state, handoff */
 	uint64_t down_ram_ms, down_cpu_ms, down_dev_ms, down_handoff_ms;
+	/* destination: loading vCPU and in-kernel state, rehearsed at the
+	 * handshake (what the source's model is told) and for real */
+	uint64_t restore_rehearsed_us, restore_us;
 	uint32_t pass;
 	uint32_t throttle_pct;        /* auto-converge's current vCPU throttle */
 	uint64_t transferred, remaining, total, duplicate, normal, normal_bytes;

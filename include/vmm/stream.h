@@ -15,7 +15,11 @@
  *     |<-- ACCEPT {u64 caps in use}  |  REFUSE {str reason} ---|  (REFUSE ends it)
  *     |-- SHAPE {guest shape, opaque here: memory regions, ----->|
  *     |          vcpu count, device list, cpu fingerprint}       |
- *     |<-- ACCEPT {u64 caps}  |  REFUSE {str reason} -----------|  (before any page)
+ *     |<-- ACCEPT {u64 restore, u64 busy} | REFUSE {str reason} |  (before any page)
+ *     |        restore: microseconds loading vCPU and in-kernel   |
+ *     |        state takes there (0: unknown); busy: microseconds |
+ *     |        between SHAPE and ACCEPT there, so the source can  |
+ *     |        tell the round trip from the work                  |
  *     |                                                          |
  *     |   pre-copy, pass = 1, 2, ...  (vCPUs running)           |
  *     |-- PASS_BEGIN {u32 pass} ------------------------------->|

@@ -17,8 +17,7 @@
 #include "vmm/vm.h"
 #include "vmm/vmstate.h"
 
-#define MIG_STATE_ESTIMATE (64 << 10)   /* vCPU+device bytes, before measured */
-#define MIG_HANDOFF_MS 5                /* READY/GO round trips, estimated */
+#define MIG_STATE_ESTIMATE (64 << 10)   /* vCPU+device bytes */
 
 struct mig_src {
 	struct migrate *m;
@@ -30,10 +29,16 @@ struct mig_src {
 	char err[256];
 	uint64_t pause_ns;
 	double bw;                /* measured bytes/s */
+	/* measured costs of the stop-and-copy beyond the pages themselves */
+	uint64_t rtt_ns;          /* SHAPE to ACCEPT, less the destination's work */
+	uint64_t restore_ns;      /* the destination's state load, rehearsed there */
+	uint64_t sync_ns;         /* the last dirty-log sync */
 };
 
-/* Reads the answer to HELLO or SHAPE: ACCEPT, or REFUSE with a reason. */
-static int src_expect_accept(struct mig_src *s, const char *what)
+/* Reads the answer to HELLO or SHAPE: ACCEPT (its first u64 in *VAL, a
+ * second, if any, in *VAL2), or REFUSE with a reason. */
+static int src_expect_accept(struct mig_src *s, const char *what, uint64_t *val,
+			     uint64_t *val2)
 {
 	struct stream_frame f;
 	struct stream_reader r;
@@ -45,8 +50,11 @@ static int src_expect_accept(struct mig_src *s, const char *what)
 		return ret;
 	}
 	stream_reader_init(&r, s->in.data, s->in.len);
-	if (f.type == STREAM_ACCEPT)
+	if (f.type == STREAM_ACCEPT && stream_get_u64(&r, val) == 0) {
+		if (stream_get_u64(&r, val2))
+			*val2 = 0;
 		return 0;
+	}
 	if (f.type == STREAM_REFUSE && stream_reason_parse(&r, reason, sizeof(reason)) == 0) {
 		snprintf(s->err, sizeof(s->err), "destination refused the guest: %.200s", reason);
 		return -EPERM;
@@ -58,6 +66,7 @@ static int src_expect_accept(struct mig_src *s, const char *what)
 static int src_handshake(struct mig_src *s)
 {
 	struct shape shape;
+	uint64_t t0, caps, us = 0, busy = 0;
 	int ret = chan_connect(&s->m->chan, s->m->uri, MIG_CONNECT_TIMEOUT_MS, s->err,
 			       sizeof(s->err));
 
@@ -65,15 +74,20 @@ static int src_handshake(struct mig_src *s)
 		return ret;
 	ret = stream_hello_put(&s->buf, 0) ?: mig_flush(s->m, &s->buf);
 	if (!ret)
-		ret = src_expect_accept(s, "HELLO");
+		ret = src_expect_accept(s, "HELLO", &caps, &busy);
 	if (ret)
 		return ret;
 	ret = shape_of_vm(s->m->vm, &shape);
+	t0 = vm_now_ns();
 	if (!ret)
 		ret = shape_put(&s->buf, &shape) ?: mig_flush(s->m, &s->buf);
 	shape_free(&shape);
 	if (!ret)
-		ret = src_expect_accept(s, "the guest's shape");
+		ret = src_expect_accept(s, "the guest's shape", &us, &busy);
+	/* the SHAPE round trip, less the destination's work on it */
+	s->rtt_ns = vm_now_ns() - t0;
+	s->rtt_ns -= busy * 1000 < s->rtt_ns ? busy * 1000 : s->rtt_ns;
+	s->restore_ns = us * 1000;
 	return ret;
 }
 
@@ -146,12 +160,17 @@ static int src_pass(struct mig_src *s, uint32_t pass)
 	return ret;
 }
 
-/* Time to send PAGES dirty pages plus the state at the measured bandwidth. */
+/* The downtime if the guest paused now with PAGES dirty: one more dirty-log
+ * sync, the pages and the state at the measured bandwidth, saving and
+ * loading the vCPU and in-kernel state (as the destination timed it), and
+ * READY/GO/STARTED, one and a half round trips. */
 static uint64_t src_expected_ms(struct mig_src *s, uint64_t pages)
 {
 	double bytes = (double)pages * (PAGE_SIZE + 8) + MIG_STATE_ESTIMATE;
+	double ns = bytes * 1e9 / (s->bw > 0 ? s->bw : 100e6) + (double)s->sync_ns +
+		    (double)s->restore_ns + 1.5 * (double)s->rtt_ns;
 
-	return (uint64_t)(bytes * 1000 / (s->bw > 0 ? s->bw : 100e6)) + MIG_HANDOFF_MS;
+	return (uint64_t)(ns / 1e6 + 0.5);
 }
 
 /* Pre-copy: passes while the guest runs, until the rest fits the downtime
@@ -168,7 +187,7 @@ static int src_precopy(struct mig_src *s, uint32_t *last)
 
 	for (uint32_t pass = 1;; pass++) {
 		struct migrate_params p;
-		uint64_t t0 = vm_now_ns(), exp, rate;
+		uint64_t t0 = vm_now_ns(), t_sync, exp, rate;
 		int64_t pending;
 		int ret;
 
@@ -179,15 +198,24 @@ static int src_precopy(struct mig_src *s, uint32_t *last)
 		ret = src_pass(s, pass);
 		if (ret)
 			return ret;
+		t_sync = vm_now_ns();
 		pending = ram_sync(&s->ram);
 		if (pending < 0)
 			return (int)pending;
+		s->sync_ns = vm_now_ns() - t_sync;
 		rate = (uint64_t)pending * 1000000000ULL / (vm_now_ns() - t0 + 1);
 		exp = src_expected_ms(s, (uint64_t)pending);
 		src_stats(s, pass, (uint64_t)pending, rate, exp);
 		*last = pass;
-		if (exp <= p.downtime_limit_ms)
+		if (exp <= p.downtime_limit_ms) {
+			vmm_info("switching over after pass %u: %lld pages left, expected downtime %llu ms "
+				 "(%.0f MB/s, sync %llu us, state load %llu us, round trip %llu us)",
+				 pass, (long long)pending, (unsigned long long)exp, s->bw / 1e6,
+				 (unsigned long long)s->sync_ns / 1000,
+				 (unsigned long long)s->restore_ns / 1000,
+				 (unsigned long long)s->rtt_ns / 1000);
 			return 0;
+		}
 		if ((uint64_t)pending < best - best / 10) {
 			best = (uint64_t)pending;
 			stalls = 0;

@@ -135,6 +135,12 @@ static int cmd_query_migrate(struct qmp_call *call, struct json_object *args,
 	}
 	if (i.status == MIG_FAILED || i.status == MIG_CANCELLED)
 		json_object_object_add(o, "error-desc", json_object_new_string(i.error));
+	if (i.restore_rehearsed_us) {   /* the destination's state load, timed */
+		b = json_object_new_object();
+		qm_add_u64(b, "rehearsed", i.restore_rehearsed_us);
+		qm_add_u64(b, "actual", i.restore_us);
+		json_object_object_add(o, "x-restore-us", b);
+	}
 	qm_add_u64(o, "x-pass", i.pass);
 	if (i.throttle_pct)
 		qm_add_u64(o, "cpu-throttle-percentage", i.throttle_pct);
