@@ -55,6 +55,12 @@ struct migrate_listener {
 
 struct migrate;
 
+/* Auto-converge's next vCPU throttle (%) after a pass that set no new low at
+ * throttle CUR with DIRTY_BPS bytes/s dirtied and BW bytes/s sent: 20 first,
+ * then 10 more, or at once what brings the guest's writes (assumed to scale
+ * with the time it may run) under half the bandwidth; at most MAX. */
+uint32_t migrate_next_throttle(uint32_t cur, double dirty_bps, double bw, uint32_t max);
+
 /* Creates the migration controller of VM, whose vCPUs exist and do not run
  * yet (it reads vCPU 0's MSR list now); NULL on failure, with a message. */
 struct migrate *migrate_new(struct vm *vm);

@@ -173,12 +173,27 @@ static uint64_t src_expected_ms(struct mig_src *s, uint64_t pages)
 	return (uint64_t)(ns / 1e6 + 0.5);
 }
 
+uint32_t migrate_next_throttle(uint32_t cur, double dirty_bps, double bw, uint32_t max)
+{
+	uint32_t next = cur ? cur + 10 : 20;
+	double full = dirty_bps / (1.0 - (cur < 99 ? cur : 99) / 100.0);   /* unthrottled */
+
+	if (bw > 0 && full > bw / 2) {
+		double need = 100.0 * (1.0 - bw / (2.0 * full));
+
+		if (need > next)
+			next = (uint32_t)need + 1;
+	}
+	return next < max ? next : max;
+}
+
 /* Pre-copy: passes while the guest runs, until the rest fits the downtime
  * limit, the dirty set stops shrinking (the Xen rule: two passes in a row
  * without a new low at least 10% under the best so far), or the cap. With
- * auto-converge a stall first throttles the vCPUs, 20% and then 10% more
- * per pass that sets no new low, up to max-cpu-throttle; only a stall at the
- * ceiling switches over. The throttle ends with pre-copy. */
+ * auto-converge a stall first throttles the vCPUs (migrate_next_throttle:
+ * 20%, 10% more per pass that sets no new low, or straight to what the
+ * measured dirty rate and bandwidth call for), up to max-cpu-throttle; only a
+ * stall at the ceiling switches over. The throttle ends with pre-copy. */
 static int src_precopy(struct mig_src *s, uint32_t *last)
 {
 	uint64_t best = UINT64_MAX;
@@ -224,8 +239,9 @@ static int src_precopy(struct mig_src *s, uint32_t *last)
 		}
 		if (p.auto_converge && (stalls >= 2 || (throttle && stalls)) &&
 		    throttle < p.max_cpu_throttle && pass < p.max_passes) {
-			throttle = throttle ? throttle + 10 : 20;
-			src_throttle(s, throttle < p.max_cpu_throttle ? throttle : p.max_cpu_throttle);
+			throttle = migrate_next_throttle(throttle, (double)rate * PAGE_SIZE, s->bw,
+							 p.max_cpu_throttle);
+			src_throttle(s, throttle);
 			continue;
 		}
 		if ((stalls >= 2 || pass >= p.max_passes) && p.switchover_on_stall)

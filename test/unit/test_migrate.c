@@ -23,6 +23,7 @@
 
 #include "vmm/chan.h"
 #include "vmm/cpustate.h"
+#include "vmm/migrate.h"
 #include "vmm/pm.h"
 #include "vmm/ram.h"
 #include "vmm/serial.h"
@@ -529,6 +530,23 @@ static void *unthrottle_later(void *arg)
 
 /* A kicked vCPU sleeps PCT/(100-PCT) of the time it ran, at most 1 s, and
  * wakes as soon as the throttle is lifted. */
+/* Auto-converge's steps: 20, +10, or what the rates call for, capped. */
+static void test_next_throttle(void **state)
+{
+	(void)state;
+	/* dirtying well under half the bandwidth: the fixed steps */
+	assert_int_equal(migrate_next_throttle(0, 10e6, 100e6, 99), 20);
+	assert_int_equal(migrate_next_throttle(20, 10e6, 100e6, 99), 30);
+	/* 100 MB/s against 50 MB/s sent: 75% brings it to 25 MB/s */
+	assert_int_equal(migrate_next_throttle(0, 100e6, 50e6, 99), 76);
+	/* the same guest seen at 50%: 50 MB/s dirtied is 100 MB/s unthrottled */
+	assert_int_equal(migrate_next_throttle(50, 50e6, 50e6, 99), 76);
+	/* the ceiling holds; no bandwidth measured yet: fixed steps */
+	assert_int_equal(migrate_next_throttle(0, 1e9, 10e6, 60), 60);
+	assert_int_equal(migrate_next_throttle(90, 1e9, 10e6, 99), 99);
+	assert_int_equal(migrate_next_throttle(30, 1e9, 0, 99), 40);
+}
+
 static void test_throttle(void **state)
 {
 	struct vm *vm = calloc(1, sizeof(*vm));
@@ -586,6 +604,7 @@ int main(void)
 		cmocka_unit_test(test_cpu_state),
 		cmocka_unit_test(test_vm_kvm_state),
 		cmocka_unit_test(test_throttle),
+		cmocka_unit_test(test_next_throttle),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
