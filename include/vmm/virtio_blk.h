@@ -67,6 +67,7 @@ struct virtio_blk {
 	bool ring_ok;
 	unsigned inflight;
 	uint32_t pushed;                   /* queues with used entries not yet signalled */
+	bool starved;                      /* a queue waits for a free request */
 	struct virtio_blk_req *reqs;       /* VIRTIO_BLK_QUEUE_SIZE of them */
 	struct virtio_blk_req *free_list;
 	uint64_t nr_reqs, nr_errors;       /* statistics */

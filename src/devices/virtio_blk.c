@@ -253,11 +253,12 @@ static int blk_parse(struct virtio_blk *blk, struct virtio_blk_req *r, uint64_t 
 	return r->left ? -1 : VIRTIO_BLK_S_OK;
 }
 
-static void blk_reap(struct virtio_blk *blk);
-
-static void blk_queue_notify(struct virtio_dev *vd, int q)
+/* Takes queue Q's new requests to io_uring (or answers them) while there are
+ * free request slots; with none left, marks the device starved and leaves
+ * the queue's notifications off until blk_rescan(). */
+static void blk_pop_queue(struct virtio_blk *blk, int q)
 {
-	struct virtio_blk *blk = vd->priv;
+	struct virtio_dev *vd = &blk->vd;
 	struct virtq *vq = &vd->vqs[q];
 	bool submitted = false, bad = false;
 
@@ -268,8 +269,10 @@ static void blk_queue_notify(struct virtio_dev *vd, int q)
 			uint64_t seg[2] = { 0, 0 };
 			int ret;
 
-			if (!r)
-				break;      /* all in flight: completions will call us again */
+			if (!r) {
+				blk->starved = true;
+				break;
+			}
 			r->e.iov = r->iov;
 			r->e.iov_cap = VIRTIO_BLK_QUEUE_SIZE;
 			r->q = (uint16_t)q;
@@ -293,13 +296,37 @@ static void blk_queue_notify(struct virtio_dev *vd, int q)
 			blk_complete(blk, r, ret >= 0 ? (uint8_t)ret : VIRTIO_BLK_S_IOERR);
 		}
 	} while (!bad && !vq->broken && blk->free_list && virtq_enable_notify(vq));
+	if (vq->broken)
+		virtio_set_needs_reset(vd, "malformed virtqueue");
 	if (submitted)
 		io_uring_submit(&blk->ring);
+}
+
+static void blk_reap(struct virtio_blk *blk);
+
+/* Once requests are free again, looks at every queue left alone for want of
+ * them; what the kernel has finished meanwhile frees more. */
+static void blk_rescan(struct virtio_blk *blk)
+{
+	while (blk->starved && blk->free_list) {
+		blk->starved = false;
+		for (int q = 0; q < blk->vd.st->num_queues; q++)
+			if (virtio_queue_live(&blk->vd, q))
+				blk_pop_queue(blk, q);
+		blk_reap(blk);
+	}
+}
+
+static void blk_queue_notify(struct virtio_dev *vd, int q)
+{
+	struct virtio_blk *blk = vd->priv;
+
+	blk_pop_queue(blk, q);
 	/* Reads from the page cache, and I/O the kernel finished while we were
 	 * in the submit call, are done already: answer now rather than after
 	 * another trip through epoll. */
-	if (submitted)
-		blk_reap(blk);
+	blk_reap(blk);
+	blk_rescan(blk);
 	blk_notify(blk);
 }
 
@@ -344,14 +371,10 @@ static void blk_reap(struct virtio_blk *blk)
 static void blk_fd_event(struct virtio_dev *vd, int i, uint32_t events)
 {
 	struct virtio_blk *blk = vd->priv;
-	bool was_full = !blk->free_list;
 
 	blk_reap(blk);
+	blk_rescan(blk);
 	blk_notify(blk);
-	/* with every request in flight the queues were left alone: look again */
-	for (int q = 0; was_full && blk->free_list && q < vd->st->num_queues; q++)
-		if (virtio_queue_live(vd, q))
-			blk_queue_notify(vd, q);
 }
 
 static void blk_drain(struct virtio_dev *vd)
