@@ -36,6 +36,9 @@ int chan_accept(struct chan *c, int lfd, int timeout_ms) VMM_MUST_CHECK;
 int chan_sendv(struct chan *c, const struct iovec *iov, int n) VMM_MUST_CHECK;
 /* Sends LEN bytes of BUF or fails. */
 int chan_send(struct chan *c, const void *buf, size_t len) VMM_MUST_CHECK;
+/* Caps a TCP connection's pacing rate (0: none), so the kernel spreads the
+ * packets; a no-op on other sockets. */
+void chan_set_rate(struct chan *c, uint64_t bytes_per_s);
 /* Receives exactly LEN bytes; -ECONNRESET on EOF, -ETIMEDOUT when stalled. */
 int chan_recv(struct chan *c, void *buf, size_t len) VMM_MUST_CHECK;
 /* Receives one frame whose payload is at most MAX bytes into PAYLOAD

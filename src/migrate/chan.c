@@ -308,6 +308,14 @@ int chan_recv_frame(struct chan *c, struct stream_frame *f, struct stream_buf *p
 	return stream_frame_check_payload(f, payload->data, payload->len);
 }
 
+void chan_set_rate(struct chan *c, uint64_t bytes_per_s)
+{
+	uint64_t rate = bytes_per_s ? bytes_per_s : UINT64_MAX;
+
+	/* TCP then spaces its packets evenly; other sockets refuse the option */
+	(void)!setsockopt(c->fd, SOL_SOCKET, SO_MAX_PACING_RATE, &rate, sizeof(rate));
+}
+
 void chan_abort(struct chan *c)
 {
 	if (c->fd >= 0)

@@ -208,7 +208,7 @@ static int ram_clear(struct ram_tracker *t, int slot, uint64_t w0, uint64_t w1)
 	return ioctl(t->vm->vm_fd, KVM_CLEAR_DIRTY_LOG, &c) < 0 ? -errno : 0;
 }
 
-/* Sleeps as needed so the pass stays under max_bandwidth, batch by batch. */
+/* Sleeps as needed so the pass stays under max_bandwidth. */
 static void ram_throttle(struct ram_tracker *t, uint64_t start_ns, uint64_t bytes)
 {
 	uint64_t due, now = vm_now_ns();
@@ -222,6 +222,31 @@ static void ram_throttle(struct ram_tracker *t, uint64_t start_ns, uint64_t byte
 
 		nanosleep(&ts, NULL);
 	}
+}
+
+/* Sends the encoded batch. Under max_bandwidth it goes in slices of about a
+ * millisecond's worth, each followed by its sleep, so the link carries a
+ * steady stream instead of a 4 MiB burst and then silence. */
+static int ram_send_batch(struct ram_tracker *t, struct chan *c, uint64_t start,
+			  uint64_t *sent)
+{
+	size_t slice = t->buf.len;
+
+	if (t->max_bandwidth) {
+		slice = t->max_bandwidth / 1000;
+		slice = slice < (16 << 10) ? (16 << 10) : slice > (4 << 20) ? (4 << 20) : slice;
+	}
+	for (size_t off = 0; off < t->buf.len;) {
+		size_t n = t->buf.len - off < slice ? t->buf.len - off : slice;
+		int err = chan_send(c, t->buf.data + off, n);
+
+		if (err)
+			return err;
+		off += n;
+		*sent += n;
+		ram_throttle(t, start, *sent);
+	}
+	return 0;
 }
 
 int ram_send_pass(struct ram_tracker *t, struct chan *c)
@@ -251,15 +276,13 @@ int ram_send_pass(struct ram_tracker *t, struct chan *c)
 			if (!err)
 				err = ram_encode(t, w0, w);
 			if (!err)
-				err = chan_send(c, t->buf.data, t->buf.len);
+				err = ram_send_batch(t, c, start, &sent);
 			if (err)
 				return err;
 			t->stats.bytes += t->buf.len;
-			sent += t->buf.len;
 			left -= count;
 			if (t->progress)
 				t->progress(t->progress_opaque, left);
-			ram_throttle(t, start, sent);
 		}
 	}
 	return 0;

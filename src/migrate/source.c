@@ -207,6 +207,8 @@ static int src_precopy(struct mig_src *s, uint32_t *last)
 		int ret;
 
 		migrate_get_params(s->m, &p);
+		if (p.max_bandwidth != s->ram.max_bandwidth)
+			chan_set_rate(&s->m->chan, p.max_bandwidth);
 		s->ram.max_bandwidth = p.max_bandwidth;
 		if (s->m->listener.pass)
 			s->m->listener.pass(s->m->listener.opaque, pass);

@@ -256,6 +256,45 @@ static int pass_over(struct ram_tracker *t, struct ram_receiver *r, struct chan 
 	return frames;
 }
 
+/* max-bandwidth paces the stream: 4 MiB at 20 MB/s arrives over ~200 ms, a
+ * slice at a time, not in one burst followed by a pause. Lower bounds only:
+ * a slow machine can be later, never earlier. */
+static void test_ram_send_paced(void **state)
+{
+	const uint64_t size = 4ULL << 20;
+	static uint8_t sink[1 << 16];
+	struct guest_mem src;
+	struct ram_tracker t;
+	struct chan a, b;
+	struct send_ctx x = { &t, &a, 0 };
+	uint64_t t0, first_mib = 0, got = 0;
+	pthread_t th;
+
+	assert_int_equal(mem_init(&src, size), 0);
+	memset(src.base, 0x33, size);
+	chan_pair(&a, &b, 5000);
+	assert_int_equal(ram_send_init(&t, &src), 0);
+	t.max_bandwidth = 20000000;
+	t0 = vm_now_ns();
+	assert_int_equal(pthread_create(&th, NULL, send_thread, &x), 0);
+	while (got < size) {
+		ssize_t n = recv(b.fd, sink, sizeof(sink), 0);
+
+		assert_true(n > 0);
+		got += (uint64_t)n;
+		if (!first_mib && got >= (1 << 20))
+			first_mib = vm_now_ns() - t0;
+	}
+	pthread_join(th, NULL);
+	assert_int_equal(x.ret, 0);
+	assert_true(first_mib >= 40000000);              /* 1 MiB at 20 MB/s: 52 ms */
+	assert_true(vm_now_ns() - t0 >= 190000000);      /* 4 MiB: 210 ms */
+	ram_track_stop(&t);
+	chan_close(&a);
+	chan_close(&b);
+	mem_destroy(&src);
+}
+
 /* The page sender without KVM (ram_send_init): holes, zero and data pages
  * arrive as they are; a hole written after a pass is sent by the next one. */
 static void test_ram_send_roundtrip(void **state)
@@ -605,6 +644,7 @@ int main(void)
 		cmocka_unit_test(test_vm_kvm_state),
 		cmocka_unit_test(test_throttle),
 		cmocka_unit_test(test_next_throttle),
+		cmocka_unit_test(test_ram_send_paced),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
