@@ -35,7 +35,12 @@ gcc -O2 -static -o "$L/root/bin/dirtier" bench/dirtier.c
 cat build/guest/initramfs.img "$L/extra.gz" >"$L/initrd.img"
 
 wait_log() {
-	for _ in $(seq 1 3000); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
+	for i in $(seq 1 3000); do
+		grep -q "$2" "$1" 2>/dev/null && return 0
+		# the sandbox's watchdog wants a line every 300 s
+		[ $((i % 600)) -ne 0 ] || echo "bench: still waiting for '$2'" >&2
+		sleep 0.1
+	done
 	echo "bench: timed out waiting for '$2' in $1" >&2; tail -5 "$1" "$L"/*.out >&2; exit 1
 }
 
