@@ -4,7 +4,9 @@
 # (virtio-blk-pci, aio=io_uring), like for like: vmm direct=on against QEMU
 # cache=none, and vmm's default (host page cache) against QEMU
 # cache=writeback, in the same run; prints throughput and IOPS for each and
-# the vmm/QEMU ratios (higher is better for vmm). Without
+# the vmm/QEMU ratios (higher is better for vmm). Emulated timings swing from
+# run to run, so each configuration boots ROUNDS times (default 3), the four
+# taking turns, and every figure is the median. Without
 # /dev/kvm it re-runs itself inside the nested-KVM sandbox, where times are
 # emulated and only the ratios mean anything. Needs root (loop mount).
 # BENCH_LOGS=DIR (visible on both sides, e.g. under the work tree) keeps the
@@ -15,7 +17,7 @@ BUILD=$(readlink -f "${1:-${VMM_BUILD:-build}}")
 if [ ! -w /dev/kvm ] && [ -z "${VMM_IN_SANDBOX:-}" ]; then
 	echo "bench: no /dev/kvm here; running inside the nested-KVM sandbox"
 	exec bash test/sandbox/sandbox.sh --timeout 3000 -- env VMM_IN_SANDBOX=1 BENCH_LOGS="${BENCH_LOGS:-}" \
-		bash bench/blk.sh "$BUILD"
+		ROUNDS="${ROUNDS:-3}" bash bench/blk.sh "$BUILD"
 fi
 VMM=$BUILD/vmm
 KERNEL=$(ls /boot/vmlinuz-* | sort -V | tail -1)
@@ -37,10 +39,10 @@ fallocate -l 512M "$IMG"
 
 # The jobs: sequential 1 MiB writes and reads, 4 KiB reads and writes (QD1).
 JOBS='u() { read s x </proc/uptime; echo $s; };
-a=$(u); dd if=/dev/zero of=/dev/vda bs=1M count=64 oflag=direct 2>/dev/null; echo SEQW=$a,$(u);
-a=$(u); dd if=/dev/vda of=/dev/null bs=1M count=64 iflag=direct 2>/dev/null; echo SEQR=$a,$(u);
-a=$(u); dd if=/dev/vda of=/dev/null bs=4k count=1000 skip=1000 iflag=direct 2>/dev/null; echo RND4R=$a,$(u);
-a=$(u); dd if=/dev/zero of=/dev/vda bs=4k count=500 seek=5000 oflag=direct 2>/dev/null; echo RND4W=$a,$(u)'
+a=$(u); dd if=/dev/zero of=/dev/vda bs=1M count=128 oflag=direct 2>/dev/null; echo SEQW=$a,$(u);
+a=$(u); dd if=/dev/vda of=/dev/null bs=1M count=128 iflag=direct 2>/dev/null; echo SEQR=$a,$(u);
+a=$(u); dd if=/dev/vda of=/dev/null bs=4k count=2000 skip=1000 iflag=direct 2>/dev/null; echo RND4R=$a,$(u);
+a=$(u); dd if=/dev/zero of=/dev/vda bs=4k count=1000 seek=5000 oflag=direct 2>/dev/null; echo RND4W=$a,$(u)'
 JOBS=$(printf '%s' "$JOBS" | tr '\n' ' ')
 CMDLINE="console=ttyS0 quiet vmm.action=poweroff vmm.run=\"$JOBS\""
 
@@ -56,19 +58,31 @@ run() {   # run NAME CMD... -> NAME.log
 }
 VARGS=(run --kernel "$KERNEL" --initrd "$INITRD" --memory 256M --cpus 2 --serial stdio
 	--cmdline "$CMDLINE")
-run vmm-direct "$VMM" "${VARGS[@]}" --disk "$IMG,direct=on"
-run vmm-wb "$VMM" "${VARGS[@]}" --disk "$IMG"
 QARGS=(-accel kvm -cpu host -m 256M -smp 2 -nodefaults -display none -no-user-config -no-reboot
 	-serial stdio -kernel "$KERNEL" -initrd "$INITRD" -append "$CMDLINE")
-run qemu-none "$QEMU" "${QARGS[@]}" -drive "file=$IMG,if=none,id=d0,format=raw,cache=none,aio=io_uring" \
-	-device virtio-blk-pci,drive=d0
-run qemu-wb "$QEMU" "${QARGS[@]}" -drive "file=$IMG,if=none,id=d0,format=raw,cache=writeback,aio=io_uring" \
-	-device virtio-blk-pci,drive=d0
+ROUNDS=${ROUNDS:-3}
+for r in $(seq 1 "$ROUNDS"); do
+	run "vmm-direct.$r" "$VMM" "${VARGS[@]}" --disk "$IMG,direct=on"
+	run "qemu-none.$r" "$QEMU" "${QARGS[@]}" \
+		-drive "file=$IMG,if=none,id=d0,format=raw,cache=none,aio=io_uring" \
+		-device virtio-blk-pci,drive=d0
+	run "vmm-wb.$r" "$VMM" "${VARGS[@]}" --disk "$IMG"
+	run "qemu-wb.$r" "$QEMU" "${QARGS[@]}" \
+		-drive "file=$IMG,if=none,id=d0,format=raw,cache=writeback,aio=io_uring" \
+		-device virtio-blk-pci,drive=d0
+done
 
-# "SEQW=12.34,15.67" (guest uptime before, after) -> seconds
-secs() { tr -d '\r' <"$W/$1.log" | sed -n "s/^$2=\([0-9.]*\),\([0-9.]*\)$/\2 - \1/p" | tail -1 | bc -l; }
+# "SEQW=12.34,15.67" (guest uptime before, after) in each round's log ->
+# the median seconds
+secs() {
+	for r in $(seq 1 "$ROUNDS"); do
+		tr -d '\r' <"$W/$1.$r.log" | sed -n "s/^$2=\([0-9.]*\),\([0-9.]*\)$/\2 - \1/p" |
+			tail -1 | bc -l
+	done | sort -g | sed -n "$(( (ROUNDS + 1) / 2 ))p"
+}
 printf '%-8s %12s %12s %14s   %12s %12s %14s\n' job vmm-direct qemu-none ratio vmm-wb qemu-wb ratio
-for j in SEQW:64:MB/s SEQR:64:MB/s RND4R:1000:IOPS RND4W:500:IOPS; do
+echo "median of $ROUNDS rounds"
+for j in SEQW:128:MB/s SEQR:128:MB/s RND4R:2000:IOPS RND4W:1000:IOPS; do
 	IFS=: read -r name n unit <<<"$j"
 	d=$(secs vmm-direct "$name"); q=$(secs qemu-none "$name")
 	v=$(secs vmm-wb "$name"); w=$(secs qemu-wb "$name")
