@@ -80,8 +80,8 @@ secs() {
 			tail -1 | bc -l
 	done | sort -g | sed -n "$(( (ROUNDS + 1) / 2 ))p"
 }
+echo "medians of $ROUNDS rounds:"
 printf '%-8s %12s %12s %14s   %12s %12s %14s\n' job vmm-direct qemu-none ratio vmm-wb qemu-wb ratio
-echo "median of $ROUNDS rounds"
 for j in SEQW:128:MB/s SEQR:128:MB/s RND4R:2000:IOPS RND4W:1000:IOPS; do
 	IFS=: read -r name n unit <<<"$j"
 	d=$(secs vmm-direct "$name"); q=$(secs qemu-none "$name")
