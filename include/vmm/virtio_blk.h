@@ -1,4 +1,4 @@
-/* virtio-blk on a raw image file (or block device): one request queue, all
+/* virtio-blk on a raw image file (or block device): a request queue per vCPU, all
  * I/O through io_uring (reads, writes, flush, discard as punch-hole, write
  * zeroes as zero-range), completions reaped on the device's I/O thread. The
  * image is flock()ed (exclusive, shared when read-only) so two VMMs cannot
@@ -71,6 +71,7 @@ struct virtio_blk {
 	struct virtio_blk_req *reqs;       /* VIRTIO_BLK_QUEUE_SIZE of them */
 	struct virtio_blk_req *free_list;
 	uint64_t nr_reqs, nr_errors;       /* statistics */
+	uint64_t nr_merged;                /* requests joined onto another's I/O */
 };
 
 /* Opens and locks the image, sets up io_uring and the device (not attached,

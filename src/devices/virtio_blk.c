@@ -1,10 +1,13 @@
 /* virtio-blk (device id 2) on io_uring: parses and checks each request
  * (header, direction, sector range, size, type), submits it to io_uring and
  * completes it into the used ring when the CQE arrives on the I/O thread.
+ * Reads or writes that continue one another in one kick go out as a single
+ * readv/writev, as the guest splits a large transfer at seg_max segments.
  * Malformed chains break the queue (NEEDS_RESET); bad requests get
  * IOERR/UNSUPP. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
 #include <stdio.h>
@@ -31,8 +34,13 @@ struct virtio_blk_req {
 	struct iovec *data;        /* data segments still to do */
 	int nr_data;
 	uint64_t left;             /* bytes still to transfer */
+	struct virtio_blk_req *merged;  /* requests whose data rides on this one's I/O */
+	struct iovec *miov;        /* the joined segments once merged (IOV_MAX) */
 	struct iovec iov[VIRTIO_BLK_QUEUE_SIZE];
 };
+
+/* A merged transfer stays well below the 2 GiB a CQE can report. */
+#define BLK_MERGE_MAX (32ULL << 20)
 
 static int blk_post_load(void *opaque, uint32_t version)
 {
@@ -92,17 +100,26 @@ static void blk_req_put(struct virtio_blk *blk, struct virtio_blk_req *r)
 	blk->free_list = r;
 }
 
-/* Writes the status byte, returns the chain and frees the request; the
- * queue's interrupt waits for blk_notify(). */
+/* Writes the status byte, returns the chain and frees the request, and
+ * the same for the requests merged into it; the queue's interrupt waits
+ * for blk_notify(). */
 static void blk_complete(struct virtio_blk *blk, struct virtio_blk_req *r, uint8_t status)
 {
-	*r->status = status;
-	mem_mark_dirty(blk->vd.mem, r->status, 1);
-	if (status != VIRTIO_BLK_S_OK)
-		blk->nr_errors++;
-	virtq_push(&blk->vd.vqs[r->q], r->e.head, r->in_len + 1);
-	blk->pushed |= 1u << r->q;
-	blk_req_put(blk, r);
+	while (r) {
+		struct virtio_blk_req *next = r->merged;
+
+		*r->status = status;
+		mem_mark_dirty(blk->vd.mem, r->status, 1);
+		if (status != VIRTIO_BLK_S_OK)
+			blk->nr_errors++;
+		virtq_push(&blk->vd.vqs[r->q], r->e.head, r->in_len + 1);
+		blk->pushed |= 1u << r->q;
+		free(r->miov);
+		r->miov = NULL;
+		r->merged = NULL;
+		blk_req_put(blk, r);
+		r = next;
+	}
 }
 
 /* Interrupts the queues blk_complete() pushed to. */
@@ -172,6 +189,41 @@ static bool blk_submit(struct virtio_blk *blk, struct virtio_blk_req *r, const u
 	io_uring_sqe_set_data(sqe, r);
 	blk->inflight++;
 	return true;
+}
+
+/* Joins R's data onto LEAD's transfer if R continues it: same direction,
+ * the next byte of the disk, and room in one iovec array. */
+static bool blk_merge(struct virtio_blk *blk, struct virtio_blk_req *lead, struct virtio_blk_req *r)
+{
+	int n = lead->nr_data + r->nr_data;
+
+	if (r->type != lead->type || r->off != lead->off + lead->left || n > IOV_MAX ||
+	    lead->left + r->left > BLK_MERGE_MAX)
+		return false;
+	if (!lead->miov) {
+		lead->miov = malloc(IOV_MAX * sizeof(*lead->miov));
+		if (!lead->miov)
+			return false;
+		memcpy(lead->miov, lead->data, (size_t)lead->nr_data * sizeof(*lead->data));
+		lead->data = lead->miov;
+	}
+	memcpy(lead->data + lead->nr_data, r->data, (size_t)r->nr_data * sizeof(*r->data));
+	lead->nr_data = n;
+	lead->left += r->left;
+	r->merged = lead->merged;
+	lead->merged = r;
+	blk->nr_merged++;
+	return true;
+}
+
+/* Submits R, or fails it if no SQE could be had. */
+static void blk_start(struct virtio_blk *blk, struct virtio_blk_req *r, const uint64_t *seg,
+		      bool *submitted)
+{
+	if (blk_submit(blk, r, seg))
+		*submitted = true;
+	else
+		blk_complete(blk, r, VIRTIO_BLK_S_IOERR);
 }
 
 /* Checks [sector, sector + bytes/512) against the disk. */
@@ -263,6 +315,8 @@ static void blk_pop_queue(struct virtio_blk *blk, int q)
 	bool submitted = false, bad = false;
 
 	do {
+		struct virtio_blk_req *lead = NULL;   /* a read or write still open to merging */
+
 		virtq_disable_notify(vq);
 		for (;;) {
 			struct virtio_blk_req *r = blk_req_get(blk);
@@ -289,12 +343,22 @@ static void blk_pop_queue(struct virtio_blk *blk, int q)
 				bad = true; /* what was queued before still goes out */
 				break;
 			}
-			if (ret == -1 && blk_submit(blk, r, seg)) {
-				submitted = true;
+			if (ret >= 0) {
+				blk_complete(blk, r, (uint8_t)ret);
 				continue;
 			}
-			blk_complete(blk, r, ret >= 0 ? (uint8_t)ret : VIRTIO_BLK_S_IOERR);
+			if (lead && blk_merge(blk, lead, r))
+				continue;
+			if (lead)
+				blk_start(blk, lead, NULL, &submitted);
+			lead = NULL;
+			if (r->type == VIRTIO_BLK_T_IN || r->type == VIRTIO_BLK_T_OUT)
+				lead = r;
+			else
+				blk_start(blk, r, seg, &submitted);
 		}
+		if (lead)
+			blk_start(blk, lead, NULL, &submitted);
 	} while (!bad && !vq->broken && blk->free_list && virtq_enable_notify(vq));
 	if (vq->broken)
 		virtio_set_needs_reset(vd, "malformed virtqueue");
