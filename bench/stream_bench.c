@@ -167,7 +167,7 @@ static int vmm_send(struct run *run, struct chan *c)
 	run->t0 = now_ns();
 	ret = stream_u32_put(&b, STREAM_PASS_BEGIN, 1) ?: chan_send(c, b.data, b.len);
 	if (!ret)
-		ret = ram_send_pass(&t, c);
+		ret = ram_send_pass(&t, &c, 1);
 	stream_buf_reset(&b);
 	if (!ret)
 		ret = stream_u32_put(&b, STREAM_PASS_END, 1) ?: chan_send(c, b.data, b.len);

@@ -25,7 +25,7 @@ struct migrate_params {
 	uint64_t max_bandwidth;       /* bytes/s, 0 = unlimited */
 	uint32_t max_passes;          /* iteration cap, default 30 */
 	bool switchover_on_stall;     /* switch over when not converging (default) */
-	uint32_t multifd_channels;    /* accepted for QMP compatibility; 1 used */
+	uint32_t multifd_channels;    /* parallel page streams (connections), 1-16, default 1 */
 	bool auto_converge;           /* throttle vCPUs when not converging (default) */
 	uint32_t max_cpu_throttle;    /* auto-converge's ceiling in %, 1-99, default 99 */
 };

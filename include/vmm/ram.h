@@ -7,6 +7,8 @@
 #ifndef VMM_RAM_H
 #define VMM_RAM_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include "vmm/chan.h"
@@ -22,7 +24,38 @@ struct ram_stats {
 	uint64_t bytes;           /* stream bytes of page frames */
 };
 
-/* Sender state; used by the migration thread only. */
+/* multifd-channels: a pass's pages go out over up to this many connections.
+ * Each owns whole 2 MiB chunks of RAM (chunk c belongs to stream c % n), so a
+ * page always travels the same way and TCP keeps its versions in order. */
+#define RAM_MAX_STREAMS 16
+#define RAM_CHUNK_PAGES 512
+
+static inline int ram_stream_of(uint64_t page, int n)
+{
+	return (int)(page / RAM_CHUNK_PAGES % (uint64_t)n);
+}
+
+struct ram_tracker;
+
+/* One stream of a pass: its connection, frame buffer and extent cache. */
+struct ram_lane {
+	struct ram_tracker *t;
+	struct chan *c;
+	int idx, n;
+	pthread_t thread;
+	struct stream_buf buf;
+	struct stream_page_batch pb;
+	bool open;                /* a PAGES frame is being filled (pb) */
+	uint64_t start_ns, sent;  /* this pass, for max_bandwidth */
+	struct ram_stats stats;   /* this pass's */
+	/* extent cache for memfd holes (never-touched pages) */
+	uint64_t ext_start, ext_end;
+	bool ext_data;
+	int err;
+};
+
+/* Sender state; used by the migration thread, and during a pass by one
+ * thread per extra stream, each on its own chunks. */
 struct ram_tracker {
 	struct vm *vm;            /* KVM dirty log in use; NULL after ram_send_init() */
 	struct guest_mem *mem;    /* RAM the pages are read from */
@@ -32,13 +65,15 @@ struct ram_tracker {
 	uint64_t *scratch;        /* one slot's KVM bitmap */
 	uint64_t *user;           /* vm->mem.dirty: device writes */
 	uint64_t max_bandwidth;   /* bytes/s, 0 = unlimited */
-	struct ram_stats stats;
-	struct stream_buf buf;
-	/* extent cache for memfd holes (never-touched pages) */
-	uint64_t ext_start, ext_end;
-	bool ext_data;
+	struct ram_stats stats;   /* all passes; the extra streams' added after each */
+	struct ram_lane lanes[RAM_MAX_STREAMS];
+	uint64_t pass_pages;      /* pending when the pass began */
+	_Atomic uint64_t done;    /* pages of this pass sent, all streams */
+	_Atomic uint64_t xsent;   /* bytes the extra streams sent, all passes */
+	_Atomic bool stop;        /* a stream failed: the others give up */
 	volatile bool *cancel;    /* set by another thread to stop a pass */
-	/* called after each batch with the pages still to send in this pass */
+	/* called by the first stream after each of its batches with the pages
+	 * still to send in this pass */
 	void (*progress)(void *opaque, uint64_t left);
 	void *progress_opaque;
 };
@@ -57,15 +92,20 @@ void ram_track_stop(struct ram_tracker *t);
 int64_t ram_sync(struct ram_tracker *t);
 /* Returns the number of pages waiting to be sent. */
 uint64_t ram_pending(const struct ram_tracker *t);
-/* Sends every waiting page over C in PAGES frames; 0 or -errno
- * (-ECANCELED if *cancel was set). */
-int ram_send_pass(struct ram_tracker *t, struct chan *c) VMM_MUST_CHECK;
+/* Sends every waiting page in PAGES frames over the N connections C[0..N)
+ * (C[0] from the calling thread, the others from a thread each; a page goes
+ * over C[ram_stream_of(page, N)]); 0 or -errno (-ECANCELED if *cancel was
+ * set). A failed stream shuts the others' connections down. */
+int ram_send_pass(struct ram_tracker *t, struct chan *const *c, int n) VMM_MUST_CHECK;
 
-/* Destination: written-page map so zero pages only touch RAM when needed. */
+/* Destination: written-page map so zero pages only touch RAM when needed.
+ * With several streams each has a copy (ram_recv_stream) sharing the map;
+ * a stream only takes the pages it owns, so no word of it is shared. */
 struct ram_receiver {
 	struct guest_mem *mem;
 	uint64_t *written;
 	uint64_t pages;
+	int idx, n;               /* this stream of n (0 of 1 by default) */
 };
 
 /* Prepares to receive into VM's RAM; 0 or -ENOMEM. */
@@ -75,7 +115,9 @@ int ram_recv_init_mem(struct ram_receiver *r, struct guest_mem *mem) VMM_MUST_CH
 /* Validates a whole PAGES payload, then writes it into guest RAM; 0 or
  * -EBADMSG/-EFAULT (nothing written on a validation error). */
 int ram_recv_pages(struct ram_receiver *r, const void *payload, size_t len) VMM_MUST_CHECK;
-/* Frees the receiver. */
+/* Makes OUT the receiver of stream IDX of N, sharing R's map. */
+void ram_recv_stream(struct ram_receiver *out, const struct ram_receiver *r, int idx, int n);
+/* Frees the receiver (not the copies). */
 void ram_recv_destroy(struct ram_receiver *r);
 
 #endif

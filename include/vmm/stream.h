@@ -12,7 +12,7 @@
  *
  *   source                                              destination
  *     |-- HELLO {magic "VMMMIG\0\1", u32 version, u64 caps} -->|
- *     |<-- ACCEPT {u64 caps in use}  |  REFUSE {str reason} ---|  (REFUSE ends it)
+ *     |<-- ACCEPT {u64 caps in use, u64 token} | REFUSE {str} -|  (REFUSE ends it)
  *     |-- SHAPE {guest shape, opaque here: memory regions, ----->|
  *     |          vcpu count, device list, cpu fingerprint}       |
  *     |<-- ACCEPT {u64 restore, u64 busy} | REFUSE {str reason} |  (before any page)
@@ -20,6 +20,11 @@
  *     |        state takes there (0: unknown); busy: microseconds |
  *     |        between SHAPE and ACCEPT there, so the source can  |
  *     |        tell the round trip from the work                  |
+ *     |   multifd (both sides have STREAM_CAP_MULTIFD): N-1 more  |
+ *     |   connections, each opened by CHANNEL {u64 token, u32 i, |
+ *     |   u32 N} (i = 1..N-1), then on this one:                 |
+ *     |-- CHANNEL {u64 token, u32 0, u32 N} ------------------->|
+ *     |<-- ACCEPT {u64 0}  |  REFUSE {str reason} --------------|
  *     |                                                          |
  *     |   pre-copy, pass = 1, 2, ...  (vCPUs running)           |
  *     |-- PASS_BEGIN {u32 pass} ------------------------------->|
@@ -29,12 +34,19 @@
  *     |                                                          |
  *     |   final pause (vCPUs stopped)                            |
  *     |-- PASS_BEGIN, PAGES ..., PASS_END (last dirty pages) -->|
+ *     |-- DONE {} on each extra connection (multifd) ---------->|
  *     |-- CPU {vmstate section} x vcpu count ----------------->|
  *     |-- DEVICE {vmstate section} x device count ------------>|
  *     |-- DONE {} --------------------------------------------->|
  *     |<-- READY {}  |  FAIL {str reason} ----------------------|  (FAIL: source resumes)
  *     |-- GO {} ----------------------------------------------->|  (source never runs again)
  *     |<-- STARTED {} ------------------------------------------|
+ *
+ * With multifd, page I of a pass goes over connection ram_stream_of(I, N)
+ * (its 2 MiB chunk modulo N; 0 is this one), so each page's versions arrive
+ * in order; the extra connections carry only PAGES and their final DONE. An
+ * empty PAGES frame on this connection keeps it alive while the others
+ * finish a pass.
  *
  * Either side may send CANCEL {str reason} before GO; the source then resumes
  * the guest and the destination discards it. With post-copy, the destination
@@ -107,7 +119,8 @@ enum stream_type {
 	STREAM_STARTED = 14,
 	STREAM_CANCEL = 15,
 	STREAM_PAGE_REQUEST = 16,
-	STREAM_TYPE_MAX = STREAM_PAGE_REQUEST,
+	STREAM_CHANNEL = 17,
+	STREAM_TYPE_MAX = STREAM_CHANNEL,
 };
 
 #define STREAM_WUR __attribute__((warn_unused_result))

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/random.h>
 #include <unistd.h>
 #include "migrate_int.h"
 #include "vmm/cpuid.h"
@@ -22,6 +23,17 @@
 #include "vmm/vm.h"
 #include "vmm/vmstate.h"
 
+/* An extra page stream (multifd), received on a thread of its own. */
+struct dst_lane {
+	struct mig_dst *d;
+	struct chan *c;
+	struct ram_receiver ram;    /* shares the main receiver's map */
+	struct stream_buf in;
+	pthread_t thread;
+	bool started, done;         /* done: its DONE arrived */
+	char err[128];
+};
+
 struct mig_dst {
 	struct migrate *m;
 	struct stream_buf buf;
@@ -33,6 +45,10 @@ struct mig_dst {
 	bool have_ks;
 	bool loaded[DEVICE_MAX];
 	bool paused[DEVICE_MAX];    /* device quiesced before its state is loaded */
+	uint64_t token;             /* multifd: what the extra connections must show */
+	bool multifd;
+	struct dst_lane lanes[RAM_MAX_STREAMS - 1];
+	int nlanes;
 	char err[256];
 };
 
@@ -49,15 +65,21 @@ static int dst_fail(struct mig_dst *d, int ret, const char *fmt, ...)
 	return ret ? ret : -EINVAL;
 }
 
+/* One migration per listener: closed once its connections are in. */
+static void dst_close_listener(struct migrate *m)
+{
+	pthread_mutex_lock(&m->lock);
+	if (m->listen_fd >= 0)
+		close(m->listen_fd);
+	m->listen_fd = -1;
+	pthread_mutex_unlock(&m->lock);
+}
+
 static int dst_accept(struct mig_dst *d)
 {
 	struct migrate *m = d->m;
 	int ret = chan_accept(&m->chan, m->listen_fd, -1);
 
-	pthread_mutex_lock(&m->lock);
-	close(m->listen_fd);      /* one migration per listener */
-	m->listen_fd = -1;
-	pthread_mutex_unlock(&m->lock);
 	if (ret)
 		return dst_fail(d, ret, "accepting the migration connection failed: %s",
 				strerror(-ret));
@@ -112,6 +134,112 @@ static int dst_refuse(struct mig_dst *d, int ret)
 	return ret;
 }
 
+/* Reads CHANNEL {token, index, count} from C: 0 with *IDX, or -EPROTO. */
+static int dst_channel_frame(struct mig_dst *d, struct chan *c, uint32_t *idx, uint32_t *n)
+{
+	struct stream_frame f;
+	struct stream_reader r;
+	uint64_t token;
+	int ret = chan_recv_frame(c, &f, &d->in, STREAM_MAX_CONTROL);
+
+	if (ret)
+		return ret;
+	stream_reader_init(&r, d->in.data, d->in.len);
+	if (f.type != STREAM_CHANNEL || stream_get_u64(&r, &token) || stream_get_u32(&r, idx) ||
+	    stream_get_u32(&r, n) || token != d->token)
+		return -EPROTO;
+	return 0;
+}
+
+/* Receives one extra stream's pages until its DONE. The wait has no short
+ * bound: a stream may be idle for a whole pass, and the main connection's
+ * own timeout (or its end) shuts this one down. */
+static void *dst_lane_thread(void *arg)
+{
+	struct dst_lane *l = arg;
+
+	for (;;) {
+		struct stream_frame f;
+		int ret = chan_recv_frame(l->c, &f, &l->in, STREAM_MAX_PAYLOAD);
+
+		if (!ret && f.type == STREAM_DONE) {
+			l->done = true;
+			return NULL;
+		}
+		if (!ret && f.type != STREAM_PAGES)
+			ret = -EPROTO;
+		if (!ret)
+			ret = ram_recv_pages(&l->ram, l->in.data, l->in.len);
+		if (ret) {
+			snprintf(l->err, sizeof(l->err), "page stream %d: %s", l->ram.idx,
+				 ret == -EPROTO ? "unexpected frame" : strerror(-ret));
+			chan_abort(&l->d->m->chan);   /* the main thread reports it */
+			return NULL;
+		}
+	}
+}
+
+/* Waits for the extra streams' threads; 0 if every one got its DONE. */
+static int dst_join_lanes(struct mig_dst *d)
+{
+	int ret = 0;
+
+	for (int i = 0; i < d->nlanes; i++) {
+		struct dst_lane *l = &d->lanes[i];
+
+		if (l->started)
+			pthread_join(l->thread, NULL);
+		l->started = false;
+		if (!l->done && !ret)
+			ret = dst_fail(d, -EPIPE, "%s", l->err[0] ? l->err :
+				       "a page stream ended before its DONE");
+	}
+	return ret;
+}
+
+/* multifd: CHANNEL on the main connection, then the other N-1 connections,
+ * each with the token and a distinct index; then ACCEPT, and a thread each. */
+static int dst_channels(struct mig_dst *d)
+{
+	struct migrate *m = d->m;
+	uint32_t idx, n, seen = 1;
+	int ret = dst_channel_frame(d, &m->chan, &idx, &n);
+
+	if (ret || idx != 0 || n < 2 || n > RAM_MAX_STREAMS)
+		return dst_refuse(d, dst_fail(d, ret ?: -EPROTO, "bad multifd announcement"));
+	for (uint32_t k = 0; k < n - 1; k++) {
+		struct dst_lane *l = &d->lanes[k];
+		uint32_t i, nn;
+
+		ret = chan_accept(&m->xchan[k], m->listen_fd, MIG_CONNECT_TIMEOUT_MS);
+		if (ret)
+			return dst_refuse(d, dst_fail(d, ret, "page stream %u of %u did not connect: %s",
+						      k + 2, n, strerror(-ret)));
+		pthread_mutex_lock(&m->lock);
+		m->nxchan = (int)k + 1;
+		pthread_mutex_unlock(&m->lock);
+		ret = dst_channel_frame(d, &m->xchan[k], &i, &nn);
+		if (ret || nn != n || i == 0 || i >= n || (seen & 1u << i))
+			return dst_refuse(d, dst_fail(d, ret ?: -EPROTO,
+						      "a connection that is not one of the page streams"));
+		seen |= 1u << i;
+		l->d = d;
+		l->c = &m->xchan[k];
+		l->c->timeout_ms = 24 * 3600 * 1000;
+		ram_recv_stream(&l->ram, &d->ram, (int)i, (int)n);
+		stream_buf_init(&l->in);
+		d->nlanes = (int)k + 1;
+	}
+	dst_close_listener(m);
+	d->ram.n = (int)n;
+	ret = stream_u64_put(&d->buf, STREAM_ACCEPT, 0) ?: mig_flush(m, &d->buf);
+	for (int k = 0; !ret && k < d->nlanes; k++) {
+		ret = -pthread_create(&d->lanes[k].thread, NULL, dst_lane_thread, &d->lanes[k]);
+		d->lanes[k].started = !ret;
+	}
+	return ret ? dst_fail(d, ret, "cannot start the page streams: %s", strerror(-ret)) : 0;
+}
+
 static int dst_handshake(struct mig_dst *d)
 {
 	struct stream_frame f;
@@ -128,7 +256,13 @@ static int dst_handshake(struct mig_dst *d)
 	if (version != STREAM_VERSION)
 		return dst_refuse(d, dst_fail(d, -EPROTO, "stream version %u, this vmm speaks %u",
 					      version, STREAM_VERSION));
-	ret = stream_u64_put(&d->buf, STREAM_ACCEPT, 0) ?: mig_flush(d->m, &d->buf) ?:
+	d->multifd = caps & STREAM_CAP_MULTIFD;
+	if (d->multifd && getrandom(&d->token, sizeof(d->token), 0) != sizeof(d->token))
+		d->multifd = false;
+	ret = stream_frame_begin(&d->buf, STREAM_ACCEPT, 0, &fr) ?:
+	      stream_buf_put_u64(&d->buf, d->multifd ? STREAM_CAP_MULTIFD : 0) ?:
+	      stream_buf_put_u64(&d->buf, d->multifd ? d->token : 0) ?:
+	      stream_frame_end(&d->buf, fr) ?: mig_flush(d->m, &d->buf) ?:
 	      mig_recv_ctl(d->m, &f, &d->in);
 	t0 = vm_now_ns();
 	stream_reader_init(&r, d->in.data, d->in.len);
@@ -147,10 +281,13 @@ static int dst_handshake(struct mig_dst *d)
 	pthread_mutex_lock(&d->m->lock);
 	d->m->info.restore_rehearsed_us = us;
 	pthread_mutex_unlock(&d->m->lock);
-	return stream_frame_begin(&d->buf, STREAM_ACCEPT, 0, &fr) ?:
-	       stream_buf_put_u64(&d->buf, us) ?:
-	       stream_buf_put_u64(&d->buf, (vm_now_ns() - t0) / 1000) ?:
-	       stream_frame_end(&d->buf, fr) ?: mig_flush(d->m, &d->buf);
+	ret = stream_frame_begin(&d->buf, STREAM_ACCEPT, 0, &fr) ?:
+	      stream_buf_put_u64(&d->buf, us) ?:
+	      stream_buf_put_u64(&d->buf, (vm_now_ns() - t0) / 1000) ?:
+	      stream_frame_end(&d->buf, fr) ?: mig_flush(d->m, &d->buf);
+	if (!ret && d->multifd)
+		ret = dst_channels(d);
+	return ret;
 }
 
 /* Fault injection for the migration tests: VMM_TEST_FAULT=WHERE makes the
@@ -207,8 +344,12 @@ static int dst_receive(struct mig_dst *d)
 		int ret = chan_recv_frame(&m->chan, &f, &d->in, STREAM_MAX_PAYLOAD);
 		uint32_t pass;
 
-		if (ret)
+		if (ret) {
+			for (int i = 0; i < d->nlanes; i++)
+				if (d->lanes[i].err[0])
+					return dst_fail(d, -EBADMSG, "%s", d->lanes[i].err);
 			return dst_fail(d, ret, "migration stream broken: %s", strerror(-ret));
+		}
 		stream_reader_init(&r, d->in.data, d->in.len);
 		switch (f.type) {
 		case STREAM_PASS_BEGIN:
@@ -241,7 +382,7 @@ static int dst_receive(struct mig_dst *d)
 				return ret;
 			break;
 		case STREAM_DONE:
-			return 0;
+			return dst_join_lanes(d);
 		case STREAM_CANCEL:
 			return dst_fail(d, -ECANCELED, "the source cancelled the migration");
 		default:
@@ -343,15 +484,26 @@ void *mig_dest_thread(void *arg)
 		ret = dst_accept(d);
 	if (!ret) {
 		mig_set_status(m, MIG_ACTIVE, NULL);
-		ret = dst_handshake(d) ?: dst_receive(d) ?: dst_apply(d);
+		ret = dst_handshake(d);
+		dst_close_listener(m);
+		if (!ret)
+			ret = dst_receive(d) ?: dst_apply(d);
 		if (ret && stream_reason_put(&d->buf, STREAM_FAIL, d->err) == 0 &&
 		    mig_flush(m, &d->buf))
 			vmm_warn("could not tell the source why the migration failed");
 	}
+	if (ret && d && d->nlanes) {	/* they may still be reading */
+		pthread_mutex_lock(&m->lock);
+		mig_abort_chans(m);
+		pthread_mutex_unlock(&m->lock);
+		dst_join_lanes(d);
+	}
 	if (!ret)
 		ret = dst_handoff(d);
+	dst_close_listener(m);
 	pthread_mutex_lock(&m->lock);
 	chan_close(&m->chan);
+	mig_close_xchans(m);
 	m->busy = false;
 	m->info.total_ms = (vm_now_ns() - m->start_ns) / 1000000;
 	pthread_mutex_unlock(&m->lock);
@@ -365,6 +517,8 @@ void *mig_dest_thread(void *arg)
 		devices_announce(MIG_ANNOUNCE_ROUNDS);
 	if (d) {
 		ram_recv_destroy(&d->ram);
+		for (int i = 0; i < d->nlanes; i++)
+			stream_buf_free(&d->lanes[i].in);
 		free(d->cpus);
 		stream_buf_free(&d->buf);
 		stream_buf_free(&d->in);

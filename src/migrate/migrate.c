@@ -42,6 +42,8 @@ struct migrate *migrate_new(struct vm *vm)
 		.auto_converge = true, .max_cpu_throttle = 99,
 	};
 	m->chan.fd = -1;
+	for (int i = 0; i < RAM_MAX_STREAMS - 1; i++)
+		m->xchan[i].fd = -1;
 	m->listen_fd = -1;
 	return m;
 }
@@ -53,8 +55,7 @@ void migrate_free(struct migrate *m)
 	if (migrate_cancel(m) == 0)
 		vmm_info("outgoing migration cancelled");
 	pthread_mutex_lock(&m->lock);
-	if (m->chan.fd >= 0)
-		chan_abort(&m->chan);
+	mig_abort_chans(m);
 	if (m->listen_fd >= 0)
 		shutdown(m->listen_fd, SHUT_RDWR);
 	pthread_mutex_unlock(&m->lock);
@@ -103,8 +104,8 @@ int migrate_set_params(struct migrate *m, const struct migrate_params *p, char *
 		snprintf(err, errlen, "max-cpu-throttle must be from 1 to 99");
 		return -EINVAL;
 	}
-	if (p->multifd_channels < 1 || p->multifd_channels > 255) {
-		snprintf(err, errlen, "multifd-channels must be from 1 to 255");
+	if (p->multifd_channels < 1 || p->multifd_channels > RAM_MAX_STREAMS) {
+		snprintf(err, errlen, "multifd-channels must be from 1 to %d", RAM_MAX_STREAMS);
 		return -EINVAL;
 	}
 	pthread_mutex_lock(&m->lock);
@@ -192,8 +193,7 @@ int migrate_cancel(struct migrate *m)
 	else {
 		m->cancel = true;
 		m->info.status = MIG_CANCELLING;
-		if (m->chan.fd >= 0)
-			chan_abort(&m->chan);
+		mig_abort_chans(m);
 	}
 	pthread_mutex_unlock(&m->lock);
 	return ret;
@@ -217,14 +217,34 @@ int migrate_incoming(struct migrate *m, const char *uri, char *err, size_t errle
 	return mig_spawn(m, mig_dest_thread, err, errlen);
 }
 
-int mig_flush(struct migrate *m, struct stream_buf *b)
+void mig_abort_chans(struct migrate *m)
+{
+	if (m->chan.fd >= 0)
+		chan_abort(&m->chan);
+	for (int i = 0; i < m->nxchan; i++)
+		chan_abort(&m->xchan[i]);
+}
+
+void mig_close_xchans(struct migrate *m)
+{
+	for (int i = 0; i < m->nxchan; i++)
+		chan_close(&m->xchan[i]);
+	m->nxchan = 0;
+}
+
+int mig_flush_to(struct chan *c, struct stream_buf *b)
 {
 	int ret = stream_buf_error(b);
 
 	if (!ret && b->len)
-		ret = chan_send(&m->chan, b->data, b->len);
+		ret = chan_send(c, b->data, b->len);
 	stream_buf_reset(b);
 	return ret;
+}
+
+int mig_flush(struct migrate *m, struct stream_buf *b)
+{
+	return mig_flush_to(&m->chan, b);
 }
 
 int mig_recv_ctl(struct migrate *m, struct stream_frame *f, struct stream_buf *payload)

@@ -5,6 +5,7 @@
 #include "vmm/chan.h"
 #include "vmm/cpustate.h"
 #include "vmm/migrate.h"
+#include "vmm/ram.h"
 #include "vmm/stream.h"
 
 #define MIG_CONNECT_TIMEOUT_MS 10000
@@ -25,6 +26,8 @@ struct migrate {
 	volatile bool cancel;
 	bool handoff;               /* GO is being sent: cancel refused */
 	struct chan chan;
+	struct chan xchan[RAM_MAX_STREAMS - 1];   /* multifd: streams 1..nxchan */
+	int nxchan;
 	int listen_fd;
 	char uri[256];
 	uint64_t start_ns;
@@ -36,6 +39,12 @@ struct migrate {
 
 /* Sets status (and the error text for FAILED) and tells the listener. */
 void mig_set_status(struct migrate *m, enum migrate_status st, const char *error);
+/* Shuts every connection down (lock held). */
+void mig_abort_chans(struct migrate *m);
+/* Closes the extra streams (lock held). */
+void mig_close_xchans(struct migrate *m);
+/* Sends the frames accumulated in B over C and resets it; 0 or -errno. */
+int mig_flush_to(struct chan *c, struct stream_buf *b) VMM_MUST_CHECK;
 /* Sends the frames accumulated in B and resets it; 0 or -errno. */
 int mig_flush(struct migrate *m, struct stream_buf *b) VMM_MUST_CHECK;
 /* Receives one control frame (payload <= STREAM_MAX_CONTROL). */

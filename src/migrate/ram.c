@@ -3,6 +3,7 @@
  * cleared in KVM before its contents are copied, so a write that races the
  * copy is caught by the next pass. */
 #include <errno.h>
+#include <pthread.h>
 #include <linux/kvm.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -57,7 +58,8 @@ int ram_send_init(struct ram_tracker *t, struct guest_mem *mem)
 	t->dirty = calloc(words, 8);
 	t->scratch = calloc(words, 8);
 	t->user = mem->dirty;
-	stream_buf_init(&t->buf);
+	for (int i = 0; i < RAM_MAX_STREAMS; i++)
+		stream_buf_init(&t->lanes[i].buf);
 	if (!t->dirty || !t->scratch || !t->user) {
 		ram_track_stop(t);
 		return -ENOMEM;
@@ -95,7 +97,8 @@ void ram_track_stop(struct ram_tracker *t)
 	}
 	free(t->dirty);
 	free(t->scratch);
-	stream_buf_free(&t->buf);
+	for (int i = 0; i < RAM_MAX_STREAMS; i++)
+		stream_buf_free(&t->lanes[i].buf);
 	t->dirty = t->scratch = t->user = NULL;
 	t->vm = NULL;
 	t->mem = NULL;
@@ -139,38 +142,41 @@ int64_t ram_sync(struct ram_tracker *t)
  * zeros anyway). Keeping data extents matters: SEEK_HOLE walks the page cache
  * up to the next hole, to the end of a dense memfd, so asking it for every
  * batch made a pass quadratic in the RAM size. */
-static bool ram_page_present(struct ram_tracker *t, uint64_t off)
+static bool ram_page_present(struct ram_lane *l, uint64_t off)
 {
-	int fd = t->mem->fd;
+	int fd = l->t->mem->fd;
 	off_t d, h;
 
-	if (off >= t->ext_start && off < t->ext_end)
-		return t->ext_data;
+	if (off >= l->ext_start && off < l->ext_end)
+		return l->ext_data;
 	d = lseek(fd, (off_t)off, SEEK_DATA);
 	if (d < 0 || (uint64_t)d > off) {
-		t->ext_start = off;
-		t->ext_end = d < 0 ? t->mem->size : (uint64_t)d;
-		t->ext_data = false;
+		l->ext_start = off;
+		l->ext_end = d < 0 ? l->t->mem->size : (uint64_t)d;
+		l->ext_data = false;
 	} else {
 		h = lseek(fd, (off_t)off, SEEK_HOLE);
-		t->ext_start = off;
-		t->ext_end = h < 0 ? off + PAGE_SIZE : (uint64_t)h;
-		t->ext_data = true;
+		l->ext_start = off;
+		l->ext_end = h < 0 ? off + PAGE_SIZE : (uint64_t)h;
+		l->ext_data = true;
 	}
-	return t->ext_data;
+	return l->ext_data;
 }
 
-/* Encodes the dirty pages of words [w0, w1) into one PAGES frame. */
-static int ram_encode(struct ram_tracker *t, uint64_t w0, uint64_t w1)
+/* Adds the dirty pages of words [w0, w1) to the lane's PAGES frame. */
+static int ram_encode(struct ram_lane *l, uint64_t w0, uint64_t w1)
 {
-	struct stream_page_batch pb;
+	struct ram_tracker *t = l->t;
 	struct guest_mem *mem = t->mem;
-	int err;
+	int err = 0;
 
-	if (!t->ext_data)
-		t->ext_start = t->ext_end = 0;
-	stream_buf_reset(&t->buf);
-	err = stream_pages_begin(&t->buf, &pb);
+	if (!l->ext_data)
+		l->ext_start = l->ext_end = 0;
+	if (!l->open) {
+		stream_buf_reset(&l->buf);
+		err = stream_pages_begin(&l->buf, &l->pb);
+		l->open = !err;
+	}
 	for (uint64_t w = w0; !err && w < w1; w++) {
 		uint64_t bits = t->dirty[w];
 
@@ -180,14 +186,10 @@ static int ram_encode(struct ram_tracker *t, uint64_t w0, uint64_t w1)
 			uint64_t off = page * PAGE_SIZE;
 
 			bits &= bits - 1;
-			err = stream_pages_add(&t->buf, &pb, mem_page_gpa(mem, page),
-					       ram_page_present(t, off) ? mem->base + off : NULL);
+			err = stream_pages_add(&l->buf, &l->pb, mem_page_gpa(mem, page),
+					       ram_page_present(l, off) ? mem->base + off : NULL);
 		}
 	}
-	if (!err)
-		err = stream_pages_end(&t->buf, &pb);
-	t->stats.duplicate += pb.zero;
-	t->stats.normal += pb.normal;
 	return err;
 }
 
@@ -208,14 +210,14 @@ static int ram_clear(struct ram_tracker *t, int slot, uint64_t w0, uint64_t w1)
 	return ioctl(t->vm->vm_fd, KVM_CLEAR_DIRTY_LOG, &c) < 0 ? -errno : 0;
 }
 
-/* Sleeps as needed so the pass stays under max_bandwidth. */
-static void ram_throttle(struct ram_tracker *t, uint64_t start_ns, uint64_t bytes)
+/* Sleeps as needed so the lane stays under its share of max_bandwidth. */
+static void ram_throttle(struct ram_lane *l)
 {
-	uint64_t due, now = vm_now_ns();
+	uint64_t rate = l->t->max_bandwidth / (uint64_t)l->n, due, now = vm_now_ns();
 
-	if (!t->max_bandwidth)
+	if (!rate)
 		return;
-	due = start_ns + bytes * 1000000000ULL / t->max_bandwidth;
+	due = l->start_ns + l->sent * 1000000000ULL / rate;
 	if (due > now) {
 		struct timespec ts = { (time_t)((due - now) / 1000000000ULL),
 				       (long)((due - now) % 1000000000ULL) };
@@ -224,68 +226,192 @@ static void ram_throttle(struct ram_tracker *t, uint64_t start_ns, uint64_t byte
 	}
 }
 
-/* Sends the encoded batch. Under max_bandwidth it goes in slices of about a
- * millisecond's worth, each followed by its sleep, so the link carries a
- * steady stream instead of a 4 MiB burst and then silence. */
-static int ram_send_batch(struct ram_tracker *t, struct chan *c, uint64_t start,
-			  uint64_t *sent)
+/* Ends the lane's PAGES frame and sends it. Under max_bandwidth it goes in
+ * slices of about a millisecond's worth, each followed by its sleep, so the
+ * link carries a steady stream instead of a 4 MiB burst and then silence. */
+static int ram_send_batch(struct ram_lane *l)
 {
-	size_t slice = t->buf.len;
+	struct ram_tracker *t = l->t;
+	struct ram_stats *st = l->idx ? &l->stats : &t->stats;
+	uint64_t rate = t->max_bandwidth / (uint64_t)l->n, pages = l->pb.count;
+	size_t slice;
+	int err;
 
-	if (t->max_bandwidth) {
-		slice = t->max_bandwidth / 1000;
+	if (!l->open)
+		return 0;
+	l->open = false;
+	err = stream_pages_end(&l->buf, &l->pb);
+	if (err)
+		return err;
+	slice = l->buf.len;
+	if (rate) {
+		slice = rate / 1000;
 		slice = slice < (16 << 10) ? (16 << 10) : slice > (4 << 20) ? (4 << 20) : slice;
 	}
-	for (size_t off = 0; off < t->buf.len;) {
-		size_t n = t->buf.len - off < slice ? t->buf.len - off : slice;
-		int err = chan_send(c, t->buf.data + off, n);
+	for (size_t off = 0; off < l->buf.len;) {
+		size_t n = l->buf.len - off < slice ? l->buf.len - off : slice;
 
+		err = chan_send(l->c, l->buf.data + off, n);
 		if (err)
 			return err;
 		off += n;
-		*sent += n;
-		ram_throttle(t, start, *sent);
+		l->sent += n;
+		if (l->idx)
+			atomic_fetch_add(&t->xsent, n);
+		ram_throttle(l);
 	}
+	st->duplicate += l->pb.zero;
+	st->normal += l->pb.normal;
+	st->bytes += l->buf.len;
+	pages += atomic_fetch_add(&t->done, pages);
+	if (!l->idx && t->progress)
+		t->progress(t->progress_opaque, t->pass_pages - pages);
 	return 0;
 }
 
-int ram_send_pass(struct ram_tracker *t, struct chan *c)
+/* Sends the lane's share of the dirty pages: every chunk C with
+ * C % n == idx (all of RAM when n is 1), in frames of about RAM_BATCH pages. */
+static int ram_lane_pass(struct ram_lane *l)
 {
+	struct ram_tracker *t = l->t;
 	struct guest_mem *mem = t->mem;
-	uint64_t start = vm_now_ns(), sent = 0, left = ram_pending(t);
+	const uint64_t span = RAM_CHUNK_PAGES / 64;	/* words per chunk */
 
-	t->ext_start = t->ext_end = 0;
-
+	l->ext_start = l->ext_end = 0;
+	l->ext_data = false;
 	for (int s = 0; s < mem->nr_regions; s++) {
 		uint64_t w = mem->regions[s].offset / PAGE_SIZE / 64;
 		uint64_t wend = w + mem->regions[s].size / PAGE_SIZE / 64;
 
 		while (w < wend) {
-			uint64_t w0, count = 0;
+			uint64_t w0, end = wend, count = 0, have = l->open ? l->pb.count : 0;
 			int err;
 
-			while (w < wend && !t->dirty[w])
+			if (l->n > 1) {		/* region offsets are chunk-aligned */
+				if ((w / span) % (uint64_t)l->n != (uint64_t)l->idx) {
+					w = (w / span + 1) * span;
+					continue;
+				}
+				end = (w / span + 1) * span < wend ? (w / span + 1) * span : wend;
+			}
+			while (w < end && !t->dirty[w])
 				w++;
-			for (w0 = w; w < wend && count < RAM_BATCH; w++)
+			for (w0 = w; w < end && have + count < RAM_BATCH; w++)
 				count += (uint64_t)__builtin_popcountll(t->dirty[w]);
 			if (!count)
-				break;
-			if (t->cancel && *t->cancel)
+				continue;
+			if ((t->cancel && *t->cancel) || atomic_load(&t->stop))
 				return -ECANCELED;
-			err = ram_clear(t, s, w0, w);
-			if (!err)
-				err = ram_encode(t, w0, w);
-			if (!err)
-				err = ram_send_batch(t, c, start, &sent);
+			err = ram_clear(t, s, w0, w) ?: ram_encode(l, w0, w);
+			if (!err && l->pb.count >= RAM_BATCH)
+				err = ram_send_batch(l);
 			if (err)
 				return err;
-			t->stats.bytes += t->buf.len;
-			left -= count;
-			if (t->progress)
-				t->progress(t->progress_opaque, left);
 		}
 	}
-	return 0;
+	return ram_send_batch(l);
+}
+
+/* Stops the other lanes of a failed pass: their connections are shut, so
+ * a send blocked on a dead peer returns at once. */
+static int ram_lane_fail(struct ram_lane *l, int err)
+{
+	struct ram_tracker *t = l->t;
+
+	l->err = err;
+	if (!atomic_exchange(&t->stop, true))
+		for (int i = 0; i < l->n; i++)
+			if (i != l->idx)
+				chan_abort(t->lanes[i].c);
+	return err;
+}
+
+static void *ram_lane_thread(void *arg)
+{
+	struct ram_lane *l = arg;
+	int err = ram_lane_pass(l);
+
+	if (err)
+		ram_lane_fail(l, err);
+	return NULL;
+}
+
+/* Waits for thread TH while keeping the first connection alive: its peer
+ * times out after a quiet c->timeout_ms, and a lane with little to send
+ * finishes long before the others. An empty PAGES frame every third of
+ * that says the source is still there. */
+static void ram_lane_join(struct ram_lane *first, pthread_t th)
+{
+	for (;;) {
+		struct timespec ts;
+		int ms = first->c->timeout_ms / 3;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += ms / 1000;
+		ts.tv_nsec += (ms % 1000) * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		if (pthread_timedjoin_np(th, NULL, &ts) != ETIMEDOUT)
+			return;
+		if (atomic_load(&first->t->stop))
+			continue;
+		stream_buf_reset(&first->buf);
+		if (stream_pages_begin(&first->buf, &first->pb) ||
+		    stream_pages_end(&first->buf, &first->pb) ||
+		    chan_send(first->c, first->buf.data, first->buf.len))
+			ram_lane_fail(first, -EPIPE);
+	}
+}
+
+int ram_send_pass(struct ram_tracker *t, struct chan *const *c, int n)
+{
+	uint64_t start = vm_now_ns();
+	int err = 0, started = 1;
+
+	if (n < 1 || n > RAM_MAX_STREAMS)
+		return -EINVAL;
+	t->pass_pages = ram_pending(t);
+	atomic_store(&t->done, 0);
+	atomic_store(&t->stop, false);
+	for (int i = 0; i < n; i++) {
+		struct ram_lane *l = &t->lanes[i];
+
+		l->t = t;
+		l->c = c[i];
+		l->idx = i;
+		l->n = n;
+		l->start_ns = start;
+		l->sent = 0;
+		l->err = 0;
+		l->open = false;
+		memset(&l->stats, 0, sizeof(l->stats));
+	}
+	for (; started < n; started++) {
+		err = -pthread_create(&t->lanes[started].thread, NULL, ram_lane_thread,
+				      &t->lanes[started]);
+		if (err) {
+			ram_lane_fail(&t->lanes[0], err);
+			break;
+		}
+	}
+	if (!err) {
+		err = ram_lane_pass(&t->lanes[0]);
+		if (err)
+			ram_lane_fail(&t->lanes[0], err);
+	}
+	for (int i = 1; i < started; i++) {
+		struct ram_lane *l = &t->lanes[i];
+
+		ram_lane_join(&t->lanes[0], l->thread);
+		t->stats.duplicate += l->stats.duplicate;
+		t->stats.normal += l->stats.normal;
+		t->stats.bytes += l->stats.bytes;
+		if (!err || err == -ECANCELED)
+			err = l->err ?: err;
+	}
+	return err ?: t->lanes[0].err;
 }
 
 int ram_recv_init_mem(struct ram_receiver *r, struct guest_mem *mem)
@@ -293,6 +419,8 @@ int ram_recv_init_mem(struct ram_receiver *r, struct guest_mem *mem)
 	r->mem = mem;
 	r->pages = mem->size / PAGE_SIZE;
 	r->written = calloc((r->pages + 63) / 64, 8);
+	r->idx = 0;
+	r->n = 1;
 	return r->written ? 0 : -ENOMEM;
 }
 
@@ -307,11 +435,22 @@ void ram_recv_destroy(struct ram_receiver *r)
 	r->written = NULL;
 }
 
+void ram_recv_stream(struct ram_receiver *out, const struct ram_receiver *r, int idx, int n)
+{
+	*out = *r;
+	out->idx = idx;
+	out->n = n;
+}
+
+/* A page in guest RAM, and one this stream owns. */
 static int ram_check_gpa(void *opaque, uint64_t gpa, uint64_t len)
 {
 	struct ram_receiver *r = opaque;
+	int64_t page = mem_gpa_page(r->mem, gpa);
 
-	return mem_gpa_ptr(r->mem, gpa, len) ? 0 : -EFAULT;
+	if (!mem_gpa_ptr(r->mem, gpa, len) || page < 0)
+		return -EFAULT;
+	return r->n > 1 && ram_stream_of((uint64_t)page, r->n) != r->idx ? -EBADMSG : 0;
 }
 
 /* A run of received pages bound for consecutive memfd pages from `off`. */

@@ -3,6 +3,7 @@
  * shrinking, or hits the cap), then pause, final pages, vCPU, KVM and device
  * state, and the READY/GO handoff. Any failure before GO resumes the guest. */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,8 @@ struct mig_src {
 	struct stream_buf buf;
 	struct stream_buf in;
 	struct ram_tracker ram;
+	struct chan *chans[RAM_MAX_STREAMS];   /* the main connection, then m->xchan */
+	int nchans;
 	bool tracking, paused;
 	bool unlocked;            /* disk image locks dropped for the handoff */
 	char err[256];
@@ -63,18 +66,67 @@ static int src_expect_accept(struct mig_src *s, const char *what, uint64_t *val,
 	return -EPROTO;
 }
 
+/* multifd: connects streams 1..N-1, each opened by CHANNEL {token, index,
+ * N}, then announces them on the main connection and waits for ACCEPT. */
+static int src_channels(struct mig_src *s, uint64_t token, int n)
+{
+	struct migrate *m = s->m;
+	uint64_t v, v2;
+	int ret = 0;
+
+	for (int i = 1; !ret && i < n; i++) {
+		struct chan *c = &m->xchan[i - 1];
+		size_t fr;
+
+		ret = chan_connect(c, m->uri, MIG_CONNECT_TIMEOUT_MS, s->err, sizeof(s->err));
+		if (ret)
+			return ret;
+		pthread_mutex_lock(&m->lock);
+		m->nxchan = i;
+		pthread_mutex_unlock(&m->lock);
+		s->chans[s->nchans++] = c;
+		ret = stream_frame_begin(&s->buf, STREAM_CHANNEL, 0, &fr) ?:
+		      stream_buf_put_u64(&s->buf, token) ?:
+		      stream_buf_put_u32(&s->buf, (uint32_t)i) ?:
+		      stream_buf_put_u32(&s->buf, (uint32_t)n) ?:
+		      stream_frame_end(&s->buf, fr) ?: mig_flush_to(c, &s->buf);
+	}
+	if (!ret) {
+		size_t fr;
+
+		ret = stream_frame_begin(&s->buf, STREAM_CHANNEL, 0, &fr) ?:
+		      stream_buf_put_u64(&s->buf, token) ?:
+		      stream_buf_put_u32(&s->buf, 0) ?:
+		      stream_buf_put_u32(&s->buf, (uint32_t)n) ?:
+		      stream_frame_end(&s->buf, fr) ?: mig_flush(m, &s->buf);
+	}
+	if (ret) {
+		snprintf(s->err, sizeof(s->err), "cannot open the page streams: %s", strerror(-ret));
+		return ret;
+	}
+	ret = src_expect_accept(s, "the page streams", &v, &v2);
+	if (!ret)
+		vmm_info("migration: %d page streams", n);
+	return ret;
+}
+
 static int src_handshake(struct mig_src *s)
 {
+	struct migrate_params p;
 	struct shape shape;
-	uint64_t t0, caps, us = 0, busy = 0;
+	uint64_t t0, caps, token = 0, us = 0, busy = 0, want;
 	int ret = chan_connect(&s->m->chan, s->m->uri, MIG_CONNECT_TIMEOUT_MS, s->err,
 			       sizeof(s->err));
 
 	if (ret)
 		return ret;
-	ret = stream_hello_put(&s->buf, 0) ?: mig_flush(s->m, &s->buf);
+	s->chans[0] = &s->m->chan;
+	s->nchans = 1;
+	migrate_get_params(s->m, &p);
+	want = p.multifd_channels > 1 ? STREAM_CAP_MULTIFD : 0;
+	ret = stream_hello_put(&s->buf, want) ?: mig_flush(s->m, &s->buf);
 	if (!ret)
-		ret = src_expect_accept(s, "HELLO", &caps, &busy);
+		ret = src_expect_accept(s, "HELLO", &caps, &token);
 	if (ret)
 		return ret;
 	ret = shape_of_vm(s->m->vm, &shape);
@@ -88,7 +140,17 @@ static int src_handshake(struct mig_src *s)
 	s->rtt_ns = vm_now_ns() - t0;
 	s->rtt_ns -= busy * 1000 < s->rtt_ns ? busy * 1000 : s->rtt_ns;
 	s->restore_ns = us * 1000;
+	if (!ret && want && (caps & STREAM_CAP_MULTIFD))
+		ret = src_channels(s, token, (int)p.multifd_channels);
+	else if (!ret && want)
+		vmm_warn("the destination takes one page stream only");
 	return ret;
+}
+
+/* Bytes sent over all connections. */
+static uint64_t src_sent(struct mig_src *s)
+{
+	return s->m->chan.sent + atomic_load(&s->ram.xsent);
 }
 
 static void src_stats(struct mig_src *s, uint32_t pass, uint64_t remaining, uint64_t rate,
@@ -98,7 +160,7 @@ static void src_stats(struct mig_src *s, uint32_t pass, uint64_t remaining, uint
 
 	pthread_mutex_lock(&s->m->lock);
 	i->pass = pass;
-	i->transferred = s->m->chan.sent;
+	i->transferred = src_sent(s);
 	i->remaining = remaining * PAGE_SIZE;
 	i->total = s->m->vm->mem.size;
 	i->duplicate = s->ram.stats.duplicate;
@@ -119,7 +181,7 @@ static void src_progress(void *opaque, uint64_t left)
 	struct migrate_info *i = &s->m->info;
 
 	pthread_mutex_lock(&s->m->lock);
-	i->transferred = s->m->chan.sent;
+	i->transferred = src_sent(s);
 	i->remaining = left * PAGE_SIZE;
 	i->duplicate = s->ram.stats.duplicate;
 	i->normal = s->ram.stats.normal;
@@ -140,7 +202,7 @@ static void src_throttle(struct mig_src *s, uint32_t pct)
 /* Sends one pass of whatever is dirty; measures the bandwidth. */
 static int src_pass(struct mig_src *s, uint32_t pass)
 {
-	uint64_t t0 = vm_now_ns(), b0 = s->m->chan.sent, dt;
+	uint64_t t0 = vm_now_ns(), b0 = src_sent(s), dt;
 	int ret = stream_u32_put(&s->buf, STREAM_PASS_BEGIN, pass) ?: mig_flush(s->m, &s->buf);
 
 	pthread_mutex_lock(&s->m->lock);
@@ -148,15 +210,15 @@ static int src_pass(struct mig_src *s, uint32_t pass)
 	s->m->info.total = s->m->vm->mem.size;
 	pthread_mutex_unlock(&s->m->lock);
 	if (!ret)
-		ret = ram_send_pass(&s->ram, &s->m->chan);
+		ret = ram_send_pass(&s->ram, s->chans, s->nchans);
 	if (!ret)
 		ret = stream_u32_put(&s->buf, STREAM_PASS_END, pass) ?: mig_flush(s->m, &s->buf);
 	dt = vm_now_ns() - t0;
 	if (ret && ret != -ECANCELED)
 		snprintf(s->err, sizeof(s->err), "lost the destination in pass %u: %s", pass,
 			 strerror(-ret));
-	if (!ret && dt > 1000000 && s->m->chan.sent - b0 > (1 << 20))
-		s->bw = (double)(s->m->chan.sent - b0) * 1e9 / (double)dt;
+	if (!ret && dt > 1000000 && src_sent(s) - b0 > (1 << 20))
+		s->bw = (double)(src_sent(s) - b0) * 1e9 / (double)dt;
 	return ret;
 }
 
@@ -208,7 +270,8 @@ static int src_precopy(struct mig_src *s, uint32_t *last)
 
 		migrate_get_params(s->m, &p);
 		if (p.max_bandwidth != s->ram.max_bandwidth)
-			chan_set_rate(&s->m->chan, p.max_bandwidth);
+			for (int i = 0; i < s->nchans; i++)
+				chan_set_rate(s->chans[i], p.max_bandwidth / (uint64_t)s->nchans);
 		s->ram.max_bandwidth = p.max_bandwidth;
 		if (s->m->listener.pass)
 			s->m->listener.pass(s->m->listener.opaque, pass);
@@ -322,6 +385,10 @@ static int src_final(struct mig_src *s, uint32_t pass)
 	}
 	s->paused = true;
 	ret = ram_sync(&s->ram) < 0 ? -EIO : src_pass(s, pass);
+	/* the extra streams end here; the destination waits for each DONE */
+	for (int i = 1; !ret && i < s->nchans; i++)
+		ret = stream_frame_put(&s->buf, STREAM_DONE, NULL, 0) ?:
+		      mig_flush_to(s->chans[i], &s->buf);
 	t_ram = vm_now_ns();
 	if (!ret)
 		ret = src_put_cpus(s);
@@ -429,6 +496,7 @@ static void src_finish(struct mig_src *s, int ret)
 		st = MIG_FAILED;
 	}
 	chan_close(&m->chan);
+	mig_close_xchans(m);
 	m->busy = false;
 	m->handoff = false;
 	pthread_mutex_unlock(&m->lock);

@@ -54,15 +54,16 @@ qmp src query-migrate | grep -q "128 MiB of RAM" || fail "refusal reason not rep
 wait $DST && fail "refusing destination exited 0"
 grep -q "incoming migration failed" "$T/small.out" || fail "destination did not say why"
 
-# 2. Destination killed during pre-copy (slowed down so it is in pre-copy).
-qmp src migrate-set-parameters '{"max-bandwidth":1000000}' >/dev/null
+# 2. Destination killed during pre-copy (slowed down so it is in pre-copy),
+# with two page streams.
+qmp src migrate-set-parameters '{"max-bandwidth":1000000,"multifd-channels":2}' >/dev/null
 new_dst
 migrate_to "$T/dst.mig"
 sleep 1
 [ "$(mig_status src)" = active ] || fail "not in pre-copy"
 kill -9 $DST
 expect_failed "destination killed in pre-copy"
-qmp src migrate-set-parameters '{"max-bandwidth":0}' >/dev/null
+qmp src migrate-set-parameters '{"max-bandwidth":0,"multifd-channels":1}' >/dev/null
 
 # 3. Destination dies at its first vCPU state (stop-and-copy).
 new_dst VMM_TEST_FAULT=cpu
@@ -91,15 +92,15 @@ for mode in cut:3000000 flip:300000 stall:1000000; do
 		fail "destination did not report the broken stream ($mode)"
 done
 
-# 8. migrate_cancel.
-qmp src migrate-set-parameters '{"max-bandwidth":1000000}' >/dev/null
+# 8. migrate_cancel, with two page streams.
+qmp src migrate-set-parameters '{"max-bandwidth":1000000,"multifd-channels":2}' >/dev/null
 new_dst
 migrate_to "$T/dst.mig"
 sleep 1
 qmp src migrate_cancel >/dev/null
 expect_failed "migrate_cancel"
 kill -9 $DST 2>/dev/null || true
-qmp src migrate-set-parameters '{"max-bandwidth":0}' >/dev/null
+qmp src migrate-set-parameters '{"max-bandwidth":0,"multifd-channels":1}' >/dev/null
 
 # After all that the same source migrates, losing nothing.
 new_dst

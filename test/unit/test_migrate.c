@@ -228,7 +228,7 @@ static void *send_thread(void *opaque)
 {
 	struct send_ctx *x = opaque;
 
-	x->ret = ram_send_pass(x->t, x->c);
+	x->ret = ram_send_pass(x->t, &x->c, 1);
 	return NULL;
 }
 
@@ -254,6 +254,113 @@ static int pass_over(struct ram_tracker *t, struct ram_receiver *r, struct chan 
 	assert_int_equal(x.ret, 0);
 	stream_buf_free(&in);
 	return frames;
+}
+
+struct recv_ctx {
+	struct chan *c;
+	struct ram_receiver r;
+	uint64_t pages;
+	int ret;
+};
+
+/* Receives one stream's PAGES until DONE. */
+static void *recv_thread(void *opaque)
+{
+	struct recv_ctx *x = opaque;
+	struct stream_buf in;
+	struct stream_frame f;
+
+	stream_buf_init(&in);
+	for (;;) {
+		x->ret = chan_recv_frame(x->c, &f, &in, STREAM_MAX_PAYLOAD);
+		if (x->ret || f.type == STREAM_DONE)
+			break;
+		x->pages += in.data[0] | (uint32_t)in.data[1] << 8 | (uint32_t)in.data[2] << 16;
+		x->ret = ram_recv_pages(&x->r, in.data, in.len);
+		if (x->ret)
+			break;
+	}
+	stream_buf_free(&in);
+	return NULL;
+}
+
+/* multifd: three streams, each with the 2 MiB chunks it owns (chunk % 3),
+ * arrive whole; a receiver refuses a page of another stream; a dead stream
+ * fails the pass at once instead of leaving the others blocked. */
+static void test_ram_send_streams(void **state)
+{
+	const uint64_t size = 16ULL << 20, npages = size / 4096;
+	struct guest_mem src, dst;
+	struct ram_tracker t;
+	struct ram_receiver r;
+	struct chan a[3], b[3];
+	struct chan *cs[3] = { &a[0], &a[1], &a[2] };
+	struct recv_ctx x[3];
+	pthread_t th[3];
+	struct stream_buf out;
+	struct stream_page_batch pb;
+	uint64_t t0;
+
+	assert_int_equal(mem_init(&src, size), 0);
+	assert_int_equal(mem_init(&dst, size), 0);
+	for (uint64_t i = 0; i < npages; i++)
+		memset(src.base + i * 4096, i % 5 ? (int)(i % 251) + 1 : 0, 4096);
+	assert_int_equal(ram_send_init(&t, &src), 0);
+	assert_int_equal(ram_recv_init_mem(&r, &dst), 0);
+	stream_buf_init(&out);
+	for (int k = 0; k < 3; k++) {
+		chan_pair(&a[k], &b[k], 5000);
+		x[k] = (struct recv_ctx){ .c = &b[k] };
+		ram_recv_stream(&x[k].r, &r, k, 3);
+		assert_int_equal(pthread_create(&th[k], NULL, recv_thread, &x[k]), 0);
+	}
+	assert_int_equal(ram_send_pass(&t, cs, 3), 0);
+	for (int k = 0; k < 3; k++) {
+		assert_int_equal(stream_frame_put(&out, STREAM_DONE, NULL, 0), 0);
+		assert_int_equal(chan_send(&a[k], out.data, out.len), 0);
+		stream_buf_reset(&out);
+		pthread_join(th[k], NULL);
+		assert_int_equal(x[k].ret, 0);
+	}
+	/* 8 chunks of 512 pages: 0 3 6 | 1 4 7 | 2 5 */
+	assert_int_equal(x[0].pages, 3 * 512);
+	assert_int_equal(x[1].pages, 3 * 512);
+	assert_int_equal(x[2].pages, 2 * 512);
+	assert_int_equal(ram_pending(&t), 0);
+	assert_int_equal(t.stats.normal + t.stats.duplicate, npages);
+	assert_int_equal(t.stats.duplicate, (npages + 4) / 5);
+	assert_true(memfd_equal(&src, &dst));
+
+	/* page 512 is chunk 1's: stream 0 must not take it */
+	assert_int_equal(stream_pages_begin(&out, &pb), 0);
+	assert_int_equal(stream_pages_add(&out, &pb, 512 * 4096, src.base + 512 * 4096), 0);
+	assert_int_equal(stream_pages_end(&out, &pb), 0);
+	assert_int_equal(ram_recv_pages(&x[0].r, out.data + STREAM_FRAME_HDR_SIZE,
+					out.len - STREAM_FRAME_HDR_SIZE), -EBADMSG);
+	assert_int_equal(ram_recv_pages(&x[1].r, out.data + STREAM_FRAME_HDR_SIZE,
+					out.len - STREAM_FRAME_HDR_SIZE), 0);
+
+	/* stream 2's peer is gone: the pass fails, though streams 0 and 1 are
+	 * blocked on peers that never read, long before their 30 s timeout */
+	for (int k = 0; k < 3; k++) {
+		chan_close(&b[k]);
+		chan_close(&a[k]);
+		chan_pair(&a[k], &b[k], 30000);
+	}
+	chan_close(&b[2]);
+	memset(t.dirty, 0xff, npages / 8);
+	t0 = vm_now_ns();
+	assert_true(ram_send_pass(&t, cs, 3) < 0);
+	assert_true(vm_now_ns() - t0 < 10000000000ULL);
+	for (int k = 0; k < 3; k++) {
+		chan_close(&a[k]);
+		chan_close(&b[k]);
+	}
+	stream_buf_free(&out);
+	ram_track_stop(&t);
+	ram_recv_destroy(&r);
+	mem_destroy(&src);
+	mem_destroy(&dst);
 }
 
 /* max-bandwidth paces the stream: 4 MiB at 20 MB/s arrives over ~200 ms, a
@@ -637,6 +744,7 @@ int main(void)
 		cmocka_unit_test(test_ram_receive),
 		cmocka_unit_test(test_ram_receive_runs),
 		cmocka_unit_test(test_ram_send_roundtrip),
+		cmocka_unit_test(test_ram_send_streams),
 		cmocka_unit_test(test_shape_check),
 		cmocka_unit_test(test_serial_state),
 		cmocka_unit_test(test_pm_state),
