@@ -1,9 +1,17 @@
-/* Stream throughput without KVM: the real page sender (ram_send_pass over a
- * chan) and receiver (chan_recv_frame + ram_recv_pages) move a memfd of guest
- * RAM over loopback TCP, one thread each, for several page mixes. Each mix is
- * compared with the loopback limit measured in the same run (plain blocking
- * send()/recv() of the same number of non-zero bytes in large buffers), and
- * zero pages also with memset/memcpy/read speed. Prints ratios, not verdicts. */
+/* Stream throughput without KVM: the real page sender (ram_send_pass over
+ * chans) and receiver (chan_recv_frame + ram_recv_pages) move a memfd of guest
+ * RAM over loopback TCP, for several page mixes and numbers of page streams
+ * (multifd-channels, --streams): with N streams the pass goes over N
+ * connections, sent by ram_send_pass's own threads and received on one
+ * thread each, the extra streams ending with DONE as src_final() ends them.
+ * Each (mix, streams) run is compared with the loopback limit measured in the
+ * same run: plain blocking send()/recv() of the same number of non-zero bytes
+ * in large buffers over ONE connection, whatever the number of streams, so
+ * the ratio says what N streams gain over the single connection a one-stream
+ * migration is bound by. With N > 1 the limit over N such connections in
+ * parallel is printed too (limitN, ratioN), to tell what the streams cost
+ * from what the host's loopback allows. Zero pages are also compared with
+ * memset/memcpy/read speed. Prints ratios, not verdicts. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -37,16 +45,23 @@ static const char *const mix_help[MIX_COUNT] = {
 	"never-touched memfd (holes)",
 };
 
-/* One vmm run: what the receiver saw, and the sender's counters. */
+/* One vmm run: the sender's counters and when the receivers were done. */
 struct run {
-	struct guest_mem *src, *dst;
+	struct guest_mem *src;
 	bool fresh_dst;          /* leave the destination memfd unpopulated */
-	int lfd;
-	uint16_t port;
-	int ret;                 /* first error of either side */
-	uint64_t t0, t1;         /* sender start, receiver done (ns) */
+	int n;                   /* page streams (connections) */
+	uint64_t t0, t1;         /* sender start, last receiver done (ns) */
 	struct ram_stats stats;
-	uint64_t wire;           /* bytes sent on the connection */
+	uint64_t wire;           /* bytes sent on all the connections */
+};
+
+/* The receiving end of one page stream. */
+struct rx {
+	struct chan c;
+	struct ram_receiver r;   /* stream r.idx of r.n, sharing one written map */
+	pthread_t th;
+	uint64_t t1;             /* done (ns) */
+	int ret;
 };
 
 static uint64_t now_ns(void)
@@ -118,44 +133,39 @@ static int listen_loopback(uint16_t *port)
 
 /* --- the vmm path --- */
 
+/* Receives one stream like dst_lane_thread(): pages until DONE, or for
+ * stream 0 PASS_BEGIN, pages, PASS_END. On error it shuts its connection
+ * down, so the sender fails and shuts the other streams down in turn. */
 static void *vmm_receiver(void *opaque)
 {
-	struct run *run = opaque;
-	struct ram_receiver r;
+	struct rx *x = opaque;
+	uint32_t end = x->r.idx ? STREAM_DONE : STREAM_PASS_END;
 	struct stream_buf in;
-	struct chan c;
-	int ret = chan_accept(&c, run->lfd, 10000);
+	int ret = 0;
 
-	if (ret) {
-		run->ret = ret;
-		return NULL;
-	}
 	stream_buf_init(&in);
-	ret = ram_recv_init_mem(&r, run->dst);
 	while (!ret) {
 		struct stream_frame f;
 
-		ret = chan_recv_frame(&c, &f, &in, STREAM_MAX_PAYLOAD);
-		if (ret)
+		ret = chan_recv_frame(&x->c, &f, &in, STREAM_MAX_PAYLOAD);
+		if (ret || f.type == end)
 			break;
 		if (f.type == STREAM_PAGES)
-			ret = ram_recv_pages(&r, in.data, in.len);
-		else if (f.type == STREAM_PASS_END)
-			break;
-		else if (f.type != STREAM_PASS_BEGIN)
+			ret = ram_recv_pages(&x->r, in.data, in.len);
+		else if (x->r.idx || f.type != STREAM_PASS_BEGIN)
 			ret = -EPROTO;
 	}
-	run->t1 = now_ns();
+	x->t1 = now_ns();
+	x->ret = ret;
 	if (ret)
-		run->ret = ret;
-	ram_recv_destroy(&r);
+		chan_abort(&x->c);
 	stream_buf_free(&in);
-	chan_close(&c);
 	return NULL;
 }
 
-/* PASS_BEGIN, one full pass, PASS_END: what src_pass() sends for pass 1. */
-static int vmm_send(struct run *run, struct chan *c)
+/* PASS_BEGIN, one full pass, PASS_END on C[0]: what src_pass() sends for
+ * pass 1; then DONE on each extra stream, as src_final() ends them. */
+static int vmm_send(struct run *run, struct chan *const *c)
 {
 	struct ram_tracker t;
 	struct stream_buf b;
@@ -165,14 +175,20 @@ static int vmm_send(struct run *run, struct chan *c)
 		return ret;
 	stream_buf_init(&b);
 	run->t0 = now_ns();
-	ret = stream_u32_put(&b, STREAM_PASS_BEGIN, 1) ?: chan_send(c, b.data, b.len);
+	ret = stream_u32_put(&b, STREAM_PASS_BEGIN, 1) ?: chan_send(c[0], b.data, b.len);
 	if (!ret)
-		ret = ram_send_pass(&t, &c, 1);
+		ret = ram_send_pass(&t, c, run->n);
 	stream_buf_reset(&b);
 	if (!ret)
-		ret = stream_u32_put(&b, STREAM_PASS_END, 1) ?: chan_send(c, b.data, b.len);
+		ret = stream_u32_put(&b, STREAM_PASS_END, 1) ?: chan_send(c[0], b.data, b.len);
+	for (int i = 1; !ret && i < run->n; i++) {
+		stream_buf_reset(&b);
+		ret = stream_frame_put(&b, STREAM_DONE, NULL, 0) ?: chan_send(c[i], b.data, b.len);
+	}
 	run->stats = t.stats;
-	run->wire = c->sent;
+	run->wire = 0;
+	for (int i = 0; i < run->n; i++)
+		run->wire += c[i]->sent;
 	stream_buf_free(&b);
 	ram_track_stop(&t);
 	return ret;
@@ -208,46 +224,70 @@ static int same_contents(const struct guest_mem *a, const struct guest_mem *b)
 	return ret;
 }
 
-/* One transfer of SRC into a fresh destination memfd, checked afterwards. */
+/* One transfer of SRC over run->n streams into a fresh destination memfd,
+ * checked afterwards. */
 static int vmm_run(struct run *run)
 {
+	struct chan sc[RAM_MAX_STREAMS], *cp[RAM_MAX_STREAMS];
+	struct rx rx[RAM_MAX_STREAMS];
+	struct ram_receiver r;
 	struct guest_mem dst;
-	pthread_t th;
-	struct chan c = { .fd = -1 };
 	char err[128], uri[64];
-	int ret = mem_init(&dst, run->src->size);
+	uint16_t port;
+	int lfd, conns = 0, started = 0, ret = mem_init(&dst, run->src->size);
 
 	if (ret)
 		return ret;
 	if (!run->fresh_dst)
 		populate(&dst);
-	run->dst = &dst;
-	run->ret = 0;
-	ret = listen_loopback(&run->port);
-	if (ret < 0)
+	ret = ram_recv_init_mem(&r, &dst);
+	if (ret)
 		goto out_mem;
-	run->lfd = ret;
-	ret = pthread_create(&th, NULL, vmm_receiver, run);
-	if (ret) {
-		ret = -ret;
-		goto out_lfd;
+	lfd = listen_loopback(&port);
+	if (lfd < 0) {
+		ret = lfd;
+		goto out_recv;
 	}
-	snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%u", run->port);
-	ret = chan_connect(&c, uri, 10000, err, sizeof(err));
-	if (!ret) {
-		ret = vmm_send(run, &c);
-		if (ret)
-			chan_abort(&c);
+	snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%u", port);
+	/* one connection at a time (the backlog is 1), so that rx[i] is the
+	 * other end of sc[i] and knows which stream it receives */
+	for (; conns < run->n; conns++) {
+		ret = chan_connect(&sc[conns], uri, 10000, err, sizeof(err));
+		if (ret) {
+			fprintf(stderr, "stream-bench: %s\n", err);
+			break;
+		}
+		ret = chan_accept(&rx[conns].c, lfd, 10000);
+		if (ret) {
+			chan_close(&sc[conns]);
+			break;
+		}
+		cp[conns] = &sc[conns];
+		ram_recv_stream(&rx[conns].r, &r, conns, run->n);
 	}
-	pthread_join(th, NULL);
-	chan_close(&c);
-	ret = ret ?: run->ret;
+	close(lfd);
+	for (; !ret && started < conns; started += !ret)
+		ret = -pthread_create(&rx[started].th, NULL, vmm_receiver, &rx[started]);
+	if (!ret)
+		ret = vmm_send(run, cp);
+	for (int i = 0; ret && i < conns; i++)
+		chan_abort(&sc[i]);	/* the receivers see the end at once */
+	run->t1 = 0;
+	for (int i = 0; i < started; i++) {
+		pthread_join(rx[i].th, NULL);
+		ret = ret ?: rx[i].ret;
+		run->t1 = rx[i].t1 > run->t1 ? rx[i].t1 : run->t1;
+	}
+	for (int i = 0; i < conns; i++) {
+		chan_close(&sc[i]);
+		chan_close(&rx[i].c);
+	}
 	if (!ret && same_contents(run->src, &dst)) {
 		fprintf(stderr, "stream-bench: destination RAM differs from the source\n");
 		ret = -EIO;
 	}
-out_lfd:
-	close(run->lfd);
+out_recv:
+	ram_recv_destroy(&r);
 out_mem:
 	mem_destroy(&dst);
 	return ret;
@@ -255,28 +295,33 @@ out_mem:
 
 /* --- the limit: plain blocking send()/recv() in large buffers --- */
 
-/* One receiving side of the two baselines below. */
+/* One connection of plain_run(), or rawchan_run()'s receiving side. */
 struct plain {
-	int lfd;
+	int lfd;                 /* rawchan_run(): the listening socket */
+	int fd, rfd;             /* plain_run(): the sending and receiving end */
+	const uint8_t *src;      /* plain_run(): the bytes this connection carries */
 	uint64_t total;
-	uint64_t t1;
-	int ret;
+	uint64_t t1;             /* receiver done (ns) */
+	int ret;                 /* the receiver's */
+	bool short_send;         /* the sender's error */
+	bool rx_on, tx_on;       /* threads started */
+	pthread_t rx, tx;
 };
 
 static void *plain_receiver(void *opaque)
 {
 	struct plain *p = opaque;
 	uint8_t *buf = malloc(BENCH_CHUNK);
-	int fd = accept(p->lfd, NULL, NULL);
 	uint64_t got = 0;
 
-	if (fd < 0 || !buf) {
-		p->ret = fd < 0 ? -errno : -ENOMEM;
-		goto out;
+	if (!buf) {
+		p->ret = -ENOMEM;
+		shutdown(p->rfd, SHUT_RDWR);
+		return NULL;
 	}
 	memset(buf, 1, BENCH_CHUNK);
 	while (got < p->total) {
-		ssize_t n = recv(fd, buf, BENCH_CHUNK, 0);
+		ssize_t n = recv(p->rfd, buf, BENCH_CHUNK, 0);
 
 		if (n <= 0) {
 			p->ret = n < 0 ? -errno : -ECONNRESET;
@@ -285,50 +330,76 @@ static void *plain_receiver(void *opaque)
 		got += (uint64_t)n;
 	}
 	p->t1 = now_ns();
-out:
-	if (fd >= 0)
-		close(fd);
 	free(buf);
 	return NULL;
 }
 
-/* Sends the SIZE bytes at SRC (non-zero) over a plain TCP connection;
- * returns MiB/s or a negative number on error. */
-static double plain_run(const uint8_t *src, uint64_t size)
+static void *plain_sender(void *opaque)
 {
-	struct plain p = { .total = size };
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	uint64_t t0, off = 0;
-	uint16_t port;
-	pthread_t th;
-	int fd;
+	struct plain *p = opaque;
+	uint64_t off = 0;
 
-	p.lfd = listen_loopback(&port);
-	if (p.lfd < 0)
-		return -1;
-	sa.sin_port = htons(port);
-	fd = socket(AF_INET, SOCK_STREAM, 0);
-	if (fd < 0 || pthread_create(&th, NULL, plain_receiver, &p)) {
-		close(p.lfd);
-		return -1;
-	}
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-		p.ret = -errno;
-	t0 = now_ns();
-	while (!p.ret && off < size) {
-		size_t n = size - off < BENCH_CHUNK ? (size_t)(size - off) : BENCH_CHUNK;
-		ssize_t s = send(fd, src + off, n, MSG_NOSIGNAL);
+	while (off < p->total) {
+		size_t n = p->total - off < BENCH_CHUNK ? (size_t)(p->total - off) : BENCH_CHUNK;
+		ssize_t s = send(p->fd, p->src + off, n, MSG_NOSIGNAL);
 
 		if (s <= 0)
 			break;
 		off += (uint64_t)s;
 	}
-	if (off < size)
-		shutdown(fd, SHUT_RDWR);
-	pthread_join(th, NULL);
-	close(fd);
-	close(p.lfd);
-	return off < size || p.ret ? -1 : mibs(size, p.t1 - t0);
+	p->short_send = off < p->total;
+	if (p->short_send)	/* the receiver would wait for the rest */
+		shutdown(p->fd, SHUT_RDWR);
+	return NULL;
+}
+
+/* Sends the SIZE bytes at SRC (non-zero) over N plain TCP connections in
+ * parallel, a thread at each end of each, connection i carrying the i-th
+ * Nth of them; returns MiB/s or a negative number on error. */
+static double plain_run(const uint8_t *src, uint64_t size, int n)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct plain p[RAM_MAX_STREAMS];
+	uint64_t t0, t1 = 0;
+	uint16_t port;
+	int lfd = listen_loopback(&port), conns = 0;
+	bool bad = lfd < 0;
+
+	sa.sin_port = htons(port);
+	/* one connection at a time: the listener's backlog is 1 */
+	for (; !bad && conns < n; conns++) {
+		struct plain *q = &p[conns];
+
+		*q = (struct plain){ .src = src + size * (uint64_t)conns / (uint64_t)n, .rfd = -1,
+				     .total = size * (uint64_t)(conns + 1) / (uint64_t)n -
+					      size * (uint64_t)conns / (uint64_t)n };
+		q->fd = socket(AF_INET, SOCK_STREAM, 0);
+		if (q->fd >= 0 && connect(q->fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+			q->rfd = accept(lfd, NULL, NULL);
+		bad = q->rfd < 0;
+	}
+	if (lfd >= 0)
+		close(lfd);
+	for (int i = 0; !bad && i < conns; i++)
+		bad = !(p[i].rx_on = !pthread_create(&p[i].rx, NULL, plain_receiver, &p[i]));
+	t0 = now_ns();
+	for (int i = 0; !bad && i < conns; i++)
+		bad = !(p[i].tx_on = !pthread_create(&p[i].tx, NULL, plain_sender, &p[i]));
+	for (int i = 0; i < conns; i++) {
+		if (bad && p[i].fd >= 0)	/* let the started threads end */
+			shutdown(p[i].fd, SHUT_RDWR);
+		if (p[i].tx_on)
+			pthread_join(p[i].tx, NULL);
+		if (p[i].rx_on)
+			pthread_join(p[i].rx, NULL);
+		bad |= p[i].short_send || p[i].ret;
+		t1 = p[i].t1 > t1 ? p[i].t1 : t1;
+		if (p[i].fd >= 0)
+			close(p[i].fd);
+		if (p[i].rfd >= 0)
+			close(p[i].rfd);
+	}
+	return bad ? -1 : mibs(size, t1 - t0);
 }
 
 /* --- the transport alone: chan_send()/chan_recv() (io_uring) in large buffers --- */
@@ -460,15 +531,19 @@ struct opts {
 	int reps;
 	bool fresh_dst;
 	bool want[MIX_COUNT];
+	int streams[RAM_MAX_STREAMS], nstreams;
 };
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: stream-bench [--size N[M|G]] [--reps N] [--mix NAME,...] [--fresh-dst]\n"
+	fprintf(f, "usage: stream-bench [--size N[M|G]] [--reps N] [--mix NAME,...] [--streams N,...]\n"
+		   "                    [--fresh-dst]\n"
 		   "  --size       guest RAM moved per run (default 2G)\n"
+		   "  --streams    page streams (connections) to run each mix with, 1..%d\n"
+		   "               (default 1,2,4)\n"
 		   "  --reps       runs per measurement, medians printed (default 3)\n"
 		   "  --fresh-dst  receive into an unpopulated memfd (default: populated first)\n"
-		   "  --mix        any of:");
+		   "  --mix        any of:", RAM_MAX_STREAMS);
 	for (int i = 0; i < MIX_COUNT; i++)
 		fprintf(f, "\n               %-8s %s", mix_names[i], mix_help[i]);
 	fprintf(f, "\n               (default: all)\n");
@@ -505,25 +580,42 @@ static int parse_mixes(char *s, bool *want)
 	return 0;
 }
 
+static int parse_streams(char *s, struct opts *o)
+{
+	o->nstreams = 0;
+	for (char *tok = strtok(s, ","); tok; tok = strtok(NULL, ",")) {
+		char *end;
+		long v = strtol(tok, &end, 10);
+
+		if (end == tok || *end || v < 1 || v > RAM_MAX_STREAMS ||
+		    o->nstreams == RAM_MAX_STREAMS)
+			return -EINVAL;
+		o->streams[o->nstreams++] = (int)v;
+	}
+	return o->nstreams ? 0 : -EINVAL;
+}
+
 static int parse_opts(int argc, char **argv, struct opts *o)
 {
 	static const struct option lo[] = {
 		{ "size", required_argument, NULL, 's' }, { "reps", required_argument, NULL, 'r' },
 		{ "mix", required_argument, NULL, 'm' }, { "help", no_argument, NULL, 'h' },
-		{ "fresh-dst", no_argument, NULL, 'f' },
+		{ "fresh-dst", no_argument, NULL, 'f' }, { "streams", required_argument, NULL, 'n' },
 		{ 0 },
 	};
 	bool any = false;
 	int c;
 
-	*o = (struct opts){ .size = 2ULL << 30, .reps = 3 };
-	while ((c = getopt_long(argc, argv, "s:r:m:hf", lo, NULL)) != -1) {
+	*o = (struct opts){ .size = 2ULL << 30, .reps = 3, .streams = { 1, 2, 4 }, .nstreams = 3 };
+	while ((c = getopt_long(argc, argv, "s:r:m:hfn:", lo, NULL)) != -1) {
 		o->fresh_dst |= c == 'f';
 		if (c == 'f' || (c == 's' && !parse_size(optarg, &o->size)))
 			continue;
 		if (c == 'r' && (o->reps = atoi(optarg)) > 0)
 			continue;
 		if (c == 'm' && !parse_mixes(optarg, o->want))
+			continue;
+		if (c == 'n' && !parse_streams(optarg, o))
 			continue;
 		usage(c == 'h' ? stdout : stderr);
 		return c == 'h' ? 1 : -EINVAL;
@@ -547,33 +639,39 @@ static double median(double *v, int n)
 	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
-/* REPS runs of the vmm path on SRC, each right after one of the limit (from
- * LIMIT_SRC, non-zero bytes) so that drift hits both alike; prints medians and
- * the median of the per-pair ratios. */
-static int bench_mix(enum mix mix, struct guest_mem *src, const uint8_t *limit_src,
+/* REPS runs of the vmm path on SRC over N streams, each right after one of
+ * the limit (from LIMIT_SRC, non-zero bytes) over one connection and, with
+ * N > 1, over N, so that drift hits all alike; prints medians and the
+ * medians of the per-run ratios. */
+static int bench_mix(enum mix mix, int n, struct guest_mem *src, const uint8_t *limit_src,
 		     const struct opts *o, const struct memspeed *ms)
 {
-	double vmm[o->reps], wire[o->reps], limit[o->reps], ratio[o->reps], v;
-	struct run run = { .src = src, .fresh_dst = o->fresh_dst };
+	double vmm[o->reps], wire[o->reps], limit[o->reps], ratio[o->reps];
+	double limitn[o->reps], ration[o->reps], v;
+	struct run run = { .src = src, .fresh_dst = o->fresh_dst, .n = n };
 
 	for (int r = 0; r < o->reps; r++) {
-		double l = plain_run(limit_src, src->size);
+		double l = plain_run(limit_src, src->size, 1);
+		double ln = n > 1 ? plain_run(limit_src, src->size, n) : l;
 		int ret = vmm_run(&run);
 
-		if (l < 0 || ret) {
-			fprintf(stderr, "stream-bench: %s: %s\n", mix_names[mix],
+		if (l < 0 || ln < 0 || ret) {
+			fprintf(stderr, "stream-bench: %s, %d streams: %s\n", mix_names[mix], n,
 				ret ? strerror(-ret) : "loopback baseline failed");
 			return -1;
 		}
 		limit[r] = l;
+		limitn[r] = ln;
 		vmm[r] = mibs(src->size, run.t1 - run.t0);
 		wire[r] = mibs(run.wire, run.t1 - run.t0);
 		ratio[r] = vmm[r] / l;
+		ration[r] = vmm[r] / ln;
 	}
 	v = median(vmm, o->reps);
-	printf("%-8s %8llu %8llu %10.0f %10.0f %11.0f %7.2f", mix_names[mix],
+	printf("%-8s %7d %8llu %8llu %10.0f %10.0f %11.0f %7.2f %12.0f %7.2f", mix_names[mix], n,
 	       (unsigned long long)run.stats.duplicate, (unsigned long long)run.stats.normal,
-	       v, median(wire, o->reps), median(limit, o->reps), median(ratio, o->reps));
+	       v, median(wire, o->reps), median(limit, o->reps), median(ratio, o->reps),
+	       median(limitn, o->reps), median(ration, o->reps));
 	if (mix == MIX_ZERO || mix == MIX_HOLE)
 		printf("   vs memset %.2f memcpy %.2f read %.2f", v / ms->set, v / ms->copy,
 		       v / ms->read);
@@ -589,16 +687,18 @@ static int print_context(const struct opts *o, const struct memspeed *ms, const 
 	double chan[o->reps], limit[o->reps], ratio[o->reps];
 
 	printf("stream-bench: %llu MiB memfd over loopback TCP, %d runs each, medians; "
-	       "1 stream (multifd-channels is only a parameter today: the code sends on "
-	       "one connection); destination RAM %s\n", (unsigned long long)(o->size >> 20),
-	       o->reps, o->fresh_dst ? "fresh (allocated during the run)" : "populated first");
+	       "page streams (multifd-channels)", (unsigned long long)(o->size >> 20), o->reps);
+	for (int i = 0; i < o->nstreams; i++)
+		printf("%c%d", i ? ',' : ' ', o->streams[i]);
+	printf("; destination RAM %s\n",
+	       o->fresh_dst ? "fresh (allocated during the run)" : "populated first");
 	printf("memory: memset %.0f MiB/s, memcpy %.0f MiB/s, read %.0f MiB/s\n",
 	       ms->set, ms->copy, ms->read);
 	if (o->fresh_dst)
 		printf("fresh memfd: pwritev of the random bytes %.0f MiB/s\n",
 		       fresh_write_speed(rnd, o->size));
 	for (int r = 0; r < o->reps; r++) {
-		limit[r] = plain_run(rnd, o->size);
+		limit[r] = plain_run(rnd, o->size, 1);
 		chan[r] = rawchan_run(rnd, o->size);
 		if (limit[r] < 0 || chan[r] < 0) {
 			fprintf(stderr, "stream-bench: loopback transfer failed\n");
@@ -606,13 +706,15 @@ static int print_context(const struct opts *o, const struct memspeed *ms, const 
 		}
 		ratio[r] = chan[r] / limit[r];
 	}
-	printf("limit: plain send()/recv() of random bytes in %u MiB buffers %.0f MiB/s "
-	       "(measured again next to each vmm run below)\n", BENCH_CHUNK >> 20,
+	printf("limit: plain send()/recv() of random bytes in %u MiB buffers over one "
+	       "connection %.0f MiB/s (measured again next to each vmm run below, the "
+	       "denominator of every ratio)\n", BENCH_CHUNK >> 20,
 	       median(limit, o->reps));
 	printf("transport: chan_send()/chan_recv() (io_uring) of the same, no framing "
 	       "%.0f MiB/s, ratio %.2f\n", median(chan, o->reps), median(ratio, o->reps));
-	printf("%-8s %8s %8s %10s %10s %11s %7s\n", "mix", "zero", "normal", "vmm MiB/s",
-	       "wire MiB/s", "limit MiB/s", "ratio");
+	printf("%-8s %7s %8s %8s %10s %10s %11s %7s %12s %7s\n", "mix", "streams", "zero",
+	       "normal", "vmm MiB/s", "wire MiB/s", "limit MiB/s", "ratio", "limitN MiB/s",
+	       "ratioN");
 	fflush(stdout);
 	return 0;
 }
@@ -650,12 +752,15 @@ int main(int argc, char **argv)
 			fill_mix(&other, (enum mix)m);
 			src = &other;
 		}
-		fails += bench_mix((enum mix)m, src, rnd.base, &o, &ms) != 0;
+		for (int i = 0; i < o.nstreams; i++)
+			fails += bench_mix((enum mix)m, o.streams[i], src, rnd.base, &o, &ms) != 0;
 		if (src == &other)
 			mem_destroy(&other);
 	}
-	printf("(vmm: guest RAM moved per second; wire: stream bytes per second; "
-	       "ratio: vmm / limit, median of the pairs)\n");
+	printf("(vmm: guest RAM moved per second over all streams; wire: stream bytes per "
+	       "second; ratio: vmm / limit over one connection; limitN: the limit over as "
+	       "many parallel connections as streams; ratioN: vmm / limitN; ratios are "
+	       "medians of the per-run ones)\n");
 	mem_destroy(&rnd);
 	return fails ? 1 : 0;
 }
