@@ -4,10 +4,10 @@
 # (-accel kvm, max-bandwidth unlimited, both with a 100 ms downtime limit),
 # idle and dirtying 20k pages/s, in the same run. Prints downtime, total time
 # and bytes sent, and the ratios vmm/QEMU (lower is better for vmm); and each
-# process's peak memory beyond guest RAM during the migration (RssAnon +
-# RssFile: vmm's guest RAM is a shared memfd and counts as RssShmem), against
-# the budget of 16 MiB + 1% of guest RAM (vmm only: QEMU's guest RAM is
-# anonymous memory, so the same figure means nothing for it). Without
+# process's peak memory beyond guest RAM during the migration (all resident
+# memory but the 512 MiB guest RAM mapping, from smaps), against the budget
+# of 16 MiB + 1% of guest RAM (vmm only: QEMU maps its guest RAM differently,
+# so the same figure means nothing for it). Without
 # /dev/kvm it re-runs itself inside the nested-KVM sandbox, where only the
 # ratios mean anything.
 set -euo pipefail
@@ -94,7 +94,7 @@ ratio() { "$PY" -c "import sys; print(f'{float(sys.argv[1])/max(float(sys.argv[2
 
 for rate in $WORKLOADS; do
 	read -r vd vt vb vms vmd vp vc vx <<<"$(one vmm "$rate")"
-	read -r qd qt qb _ _ qp qc _ <<<"$(one qemu "$rate")"    # QEMU's guest RAM is RssAnon
+	read -r qd qt qb _ _ qp qc _ <<<"$(one qemu "$rate")"
 	label=$([ "$rate" = 0 ] && echo idle || echo "dirtying $rate pages/s")
 	echo "$label: downtime vmm ${vd} ms / qemu ${qd} ms = $(ratio "$vd" "$qd");" \
 		"total vmm ${vt} ms / qemu ${qt} ms = $(ratio "$vt" "$qt");" \

@@ -5,7 +5,9 @@ usage: qmp.py SOCKET COMMAND [ARGS-JSON]   prints the "return" value as JSON
                                            prints the final query-migrate
        qmp.py SOCKET migrate-wait ARGS-JSON SECS PID...
            migrate, then wait-migration, and add "bench": the CPU time the PIDs
-           used meanwhile (ms) and the peak RssAnon+RssFile of each (KiB),
+           used meanwhile (ms) and the peak resident memory of each beyond
+           guest RAM (KiB: all of smaps' Rss but the mapping exactly
+           BENCH_GUEST_KIB long, default 512 MiB: vmm's guest RAM),
            sampled at every poll: one process does it all, since under
            emulation every extra process slows the migration it measures"""
 import json
@@ -51,10 +53,14 @@ def cpu_ms(pid):
 
 
 def rss_kib(pid):
-    kib = 0
-    with open(f"/proc/{pid}/status") as st:
-        for line in st:
-            if line.startswith(("RssAnon:", "RssFile:")):
+    ram = int(os.environ.get("BENCH_GUEST_KIB", 512 * 1024))
+    kib, size = 0, 0
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            name = line.split(maxsplit=1)[0]
+            if name == "Size:":
+                size = int(line.split()[1])
+            elif name == "Rss:" and size != ram:
                 kib += int(line.split()[1])
     return kib
 

@@ -1,7 +1,7 @@
 /* Guest RAM for migration. Source: dirty tracking through KVM's dirty log
  * (KVM_CLEAR_DIRTY_LOG with manual protect where the host has it) plus the
  * pages devices wrote, and page passes that send what is dirty. Destination:
- * validated page batches written into guest RAM. Page indexes are memfd
+ * validated page batches written into guest RAM. Page indexes are RAM
  * page numbers (see mem_gpa_page). The page path itself needs only a
  * struct guest_mem (ram_send_init, ram_recv_init_mem), so it runs without KVM. */
 #ifndef VMM_RAM_H
@@ -48,9 +48,10 @@ struct ram_lane {
 	bool open;                /* a PAGES frame is being filled (pb) */
 	uint64_t start_ns, sent;  /* this pass, for max_bandwidth */
 	struct ram_stats stats;   /* this pass's */
-	/* extent cache for memfd holes (never-touched pages) */
-	uint64_t ext_start, ext_end;
-	bool ext_data;
+	/* pagemap entries of one chunk, to skip never-touched pages */
+	uint64_t pm_first;
+	bool pm_valid;
+	uint64_t pm[RAM_CHUNK_PAGES];
 	int err;
 };
 
@@ -64,6 +65,7 @@ struct ram_tracker {
 	uint64_t *dirty;          /* pages to send */
 	uint64_t *scratch;        /* one slot's KVM bitmap */
 	uint64_t *user;           /* vm->mem.dirty: device writes */
+	int pagemap_fd;           /* /proc/self/pagemap, or -1 */
 	uint64_t max_bandwidth;   /* bytes/s, 0 = unlimited */
 	struct ram_stats stats;   /* all passes; the extra streams' added after each */
 	struct ram_lane lanes[RAM_MAX_STREAMS];

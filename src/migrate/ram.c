@@ -3,6 +3,7 @@
  * cleared in KVM before its contents are copied, so a write that races the
  * copy is caught by the next pass. */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <linux/kvm.h>
 #include <stdatomic.h>
@@ -16,7 +17,6 @@
 #include "vmm/vm.h"
 
 #define RAM_BATCH STREAM_PAGES_PER_BATCH
-#define RAM_RECV_IOV 256	/* pages per pwritev() on the destination */
 
 static int ram_set_logging(struct vm *vm, bool on)
 {
@@ -58,6 +58,7 @@ int ram_send_init(struct ram_tracker *t, struct guest_mem *mem)
 	t->dirty = calloc(words, 8);
 	t->scratch = calloc(words, 8);
 	t->user = mem->dirty;
+	t->pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	for (int i = 0; i < RAM_MAX_STREAMS; i++)
 		stream_buf_init(&t->lanes[i].buf);
 	if (!t->dirty || !t->scratch || !t->user) {
@@ -97,6 +98,9 @@ void ram_track_stop(struct ram_tracker *t)
 	}
 	free(t->dirty);
 	free(t->scratch);
+	if (t->pagemap_fd >= 0)
+		close(t->pagemap_fd);
+	t->pagemap_fd = -1;
 	for (int i = 0; i < RAM_MAX_STREAMS; i++)
 		stream_buf_free(&t->lanes[i].buf);
 	t->dirty = t->scratch = t->user = NULL;
@@ -135,32 +139,29 @@ int64_t ram_sync(struct ram_tracker *t)
 	return (int64_t)ram_pending(t);
 }
 
-/* True if memfd page OFF has ever been written (is not a hole). The cached
- * extent is [ext_start, ext_end): a hole extent is dropped before every batch
- * (a page written since then must be read), a data extent lasts the pass
- * (guest RAM is never punched, and a hole read through the mapping reads as
- * zeros anyway). Keeping data extents matters: SEEK_HOLE walks the page cache
- * up to the next hole, to the end of a dense memfd, so asking it for every
- * batch made a pass quadratic in the RAM size. */
-static bool ram_page_present(struct ram_lane *l, uint64_t off)
+/* True if RAM page PAGE holds data: present or swapped out, by
+ * /proc/self/pagemap (bit 63 present, 62 swapped). A page never touched
+ * reads as zeros and is sent as such without being read. The lane caches
+ * one 2 MiB window of entries, dropped before every batch (the guest may
+ * have written since); without pagemap every page counts as data and the
+ * zero test decides. */
+static bool ram_page_present(struct ram_lane *l, uint64_t page)
 {
-	int fd = l->t->mem->fd;
-	off_t d, h;
+	const struct ram_tracker *t = l->t;
+	uint64_t first = page / RAM_CHUNK_PAGES * RAM_CHUNK_PAGES;
 
-	if (off >= l->ext_start && off < l->ext_end)
-		return l->ext_data;
-	d = lseek(fd, (off_t)off, SEEK_DATA);
-	if (d < 0 || (uint64_t)d > off) {
-		l->ext_start = off;
-		l->ext_end = d < 0 ? l->t->mem->size : (uint64_t)d;
-		l->ext_data = false;
-	} else {
-		h = lseek(fd, (off_t)off, SEEK_HOLE);
-		l->ext_start = off;
-		l->ext_end = h < 0 ? off + PAGE_SIZE : (uint64_t)h;
-		l->ext_data = true;
+	if (t->pagemap_fd < 0)
+		return true;
+	if (!l->pm_valid || l->pm_first != first) {
+		uint64_t va = (uint64_t)(uintptr_t)t->mem->base + first * PAGE_SIZE;
+
+		l->pm_first = first;
+		l->pm_valid = pread(t->pagemap_fd, l->pm, sizeof(l->pm),
+				    (off_t)(va / PAGE_SIZE * 8)) == (ssize_t)sizeof(l->pm);
+		if (!l->pm_valid)
+			return true;
 	}
-	return l->ext_data;
+	return l->pm[page - first] >> 62 != 0;
 }
 
 /* Adds the dirty pages of words [w0, w1) to the lane's PAGES frame. */
@@ -170,8 +171,7 @@ static int ram_encode(struct ram_lane *l, uint64_t w0, uint64_t w1)
 	struct guest_mem *mem = t->mem;
 	int err = 0;
 
-	if (!l->ext_data)
-		l->ext_start = l->ext_end = 0;
+	l->pm_valid = false;
 	if (!l->open) {
 		stream_buf_reset(&l->buf);
 		err = stream_pages_begin(&l->buf, &l->pb);
@@ -187,7 +187,7 @@ static int ram_encode(struct ram_lane *l, uint64_t w0, uint64_t w1)
 
 			bits &= bits - 1;
 			err = stream_pages_add(&l->buf, &l->pb, mem_page_gpa(mem, page),
-					       ram_page_present(l, off) ? mem->base + off : NULL);
+					       ram_page_present(l, page) ? mem->base + off : NULL);
 		}
 	}
 	return err;
@@ -277,8 +277,6 @@ static int ram_lane_pass(struct ram_lane *l)
 	struct guest_mem *mem = t->mem;
 	const uint64_t span = RAM_CHUNK_PAGES / 64;	/* words per chunk */
 
-	l->ext_start = l->ext_end = 0;
-	l->ext_data = false;
 	for (int s = 0; s < mem->nr_regions; s++) {
 		uint64_t w = mem->regions[s].offset / PAGE_SIZE / 64;
 		uint64_t wend = w + mem->regions[s].size / PAGE_SIZE / 64;
@@ -453,47 +451,10 @@ static int ram_check_gpa(void *opaque, uint64_t gpa, uint64_t len)
 	return r->n > 1 && ram_stream_of((uint64_t)page, r->n) != r->idx ? -EBADMSG : 0;
 }
 
-/* A run of received pages bound for consecutive memfd pages from `off`. */
-struct ram_run {
-	uint64_t off;
-	int n;
-	struct iovec iov[RAM_RECV_IOV];
-};
-
-/* Writes the run into the memfd with pwritev() and empties it; 0 or -errno.
- * Writing through the fd rather than memcpy() into the mapping spares a page
- * fault and the zeroing of every fresh destination page (measured 10x faster
- * on a host with costly faults; bench/stream.sh). */
-static int ram_run_flush(struct ram_receiver *r, struct ram_run *run)
-{
-	int i = 0;
-
-	while (i < run->n) {
-		ssize_t w = pwritev(r->mem->fd, run->iov + i, run->n - i, (off_t)run->off);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return w < 0 ? -errno : -EIO;
-		run->off += (uint64_t)w;
-		for (size_t left = (size_t)w; left && i < run->n;) {
-			size_t step = left < run->iov[i].iov_len ? left : run->iov[i].iov_len;
-
-			run->iov[i].iov_base = (uint8_t *)run->iov[i].iov_base + step;
-			run->iov[i].iov_len -= step;
-			left -= step;
-			i += run->iov[i].iov_len == 0;
-		}
-	}
-	run->n = 0;
-	return 0;
-}
-
 int ram_recv_pages(struct ram_receiver *r, const void *payload, size_t len)
 {
 	struct stream_page_iter it;
 	struct stream_page pg;
-	struct ram_run run = { .n = 0 };
 	int ret = stream_pages_iter_init(&it, payload, len, ram_check_gpa, r);
 
 	if (ret)
@@ -501,26 +462,17 @@ int ram_recv_pages(struct ram_receiver *r, const void *payload, size_t len)
 	while ((ret = stream_pages_next(&it, &pg)) == 1) {
 		uint8_t *dst = mem_gpa_ptr(r->mem, pg.gpa, PAGE_SIZE);
 		int64_t idx = mem_gpa_page(r->mem, pg.gpa);
-		uint64_t bit = 1ULL << (idx % 64), off = (uint64_t)idx * PAGE_SIZE;
+		uint64_t bit = 1ULL << (idx % 64);
 
 		if (!dst || idx < 0)
 			return -EFAULT;
-		/* pages are written in batch order: end the run unless this one extends it */
-		if (run.n && (!pg.data || run.n == RAM_RECV_IOV ||
-			      off != run.off + (uint64_t)run.n * PAGE_SIZE)) {
-			ret = ram_run_flush(r, &run);
-			if (ret)
-				return ret;
-		}
 		if (pg.data) {
-			if (!run.n)
-				run.off = off;
-			run.iov[run.n++] = (struct iovec){ (void *)pg.data, PAGE_SIZE };
+			memcpy(dst, pg.data, PAGE_SIZE);
 			r->written[idx / 64] |= bit;
 		} else if (r->written[idx / 64] & bit) {
-			memset(dst, 0, PAGE_SIZE);
+			memset(dst, 0, PAGE_SIZE);   /* fresh RAM is zero: only rewrites */
 			r->written[idx / 64] &= ~bit;
 		}
 	}
-	return ret ?: ram_run_flush(r, &run);
+	return ret;
 }
