@@ -365,9 +365,11 @@ static const char usage_ctl[] =
 
 static const char usage_migrate[] =
 	"usage: vmm migrate --qmp unix:PATH URI [--downtime-limit MS] [--max-bandwidth RATE]\n"
+	"                   [--multifd-channels N]\n"
 	"\n"
 	"Live-migrates the guest behind PATH to the vmm listening at URI (tcp:HOST:PORT\n"
-	"or unix:PATH), showing progress; exit 0 only when the migration completed.\n";
+	"or unix:PATH), showing progress; exit 0 only when the migration completed.\n"
+	"--multifd-channels N sends the pages over N connections (1-16, default 1).\n";
 
 static const char usage_cpu_check[] =
 	"usage: vmm cpu-check [--against FILE [--from FILE2]]\n"

@@ -47,13 +47,13 @@ static int migcli_parse(const struct vmm_config *cfg, struct migcli_opts *o)
 		const char *a = cfg->args[i], *v = i + 1 < cfg->nr_args ? cfg->args[i + 1] : NULL;
 		uint64_t n;
 
-		if (!strcmp(a, "--downtime-limit") || !strcmp(a, "--max-bandwidth")) {
+		if (!strcmp(a, "--downtime-limit") || !strcmp(a, "--max-bandwidth") ||
+		    !strcmp(a, "--multifd-channels")) {
 			if (!v || cli_parse_size(v, &n)) {
 				fprintf(stderr, "vmm migrate: %s needs a number, got '%s'\n", a, v ? v : "");
 				return -EINVAL;
 			}
-			json_object_object_add(o->params, a[2] == 'd' ? "downtime-limit" : "max-bandwidth",
-					       json_object_new_int64((int64_t)n));
+			json_object_object_add(o->params, a + 2, json_object_new_int64((int64_t)n));
 			i++;
 		} else if (a[0] == '-' || o->uri) {
 			fprintf(stderr, "vmm migrate: unexpected argument '%s' (see vmm migrate --help)\n", a);
