@@ -1,5 +1,5 @@
 /* Stream throughput without KVM: the real page sender (ram_send_pass over
- * chans) and receiver (chan_recv_frame + ram_recv_pages) move a memfd of guest
+ * chans) and receiver (chan_recv_frame + ram_recv_pages) move guest
  * RAM over loopback TCP, for several page mixes and numbers of page streams
  * (multifd-channels, --streams): with N streams the pass goes over N
  * connections, sent by ram_send_pass's own threads and received on one
@@ -42,13 +42,13 @@ static const char *const mix_help[MIX_COUNT] = {
 	"one non-zero page repeated",
 	"1/2 zero, 1/4 random, 1/4 pattern, by page",
 	"every page written with zeros",
-	"never-touched memfd (holes)",
+	"never-touched RAM (holes)",
 };
 
 /* One vmm run: the sender's counters and when the receivers were done. */
 struct run {
 	struct guest_mem *src;
-	bool fresh_dst;          /* leave the destination memfd unpopulated */
+	bool fresh_dst;          /* leave the destination RAM unpopulated */
 	int n;                   /* page streams (connections) */
 	uint64_t t0, t1;         /* sender start, last receiver done (ns) */
 	struct ram_stats stats;
@@ -211,7 +211,7 @@ static int same_contents(const struct guest_mem *a, const struct guest_mem *b)
 	return a->size == b->size && memcmp(a->base, b->base, a->size) == 0 ? 0 : -EIO;
 }
 
-/* One transfer of SRC over run->n streams into a fresh destination memfd,
+/* One transfer of SRC over run->n streams into fresh destination RAM,
  * checked afterwards. */
 static int vmm_run(struct run *run)
 {
@@ -522,7 +522,7 @@ static void usage(FILE *f)
 		   "  --streams    page streams (connections) to run each mix with, 1..%d\n"
 		   "               (default 1,2,4)\n"
 		   "  --reps       runs per measurement, medians printed (default 3)\n"
-		   "  --fresh-dst  receive into an unpopulated memfd (default: populated first)\n"
+		   "  --fresh-dst  receive into unpopulated RAM (default: populated first)\n"
 		   "  --mix        any of:", RAM_MAX_STREAMS);
 	for (int i = 0; i < MIX_COUNT; i++)
 		fprintf(f, "\n               %-8s %s", mix_names[i], mix_help[i]);
@@ -666,7 +666,7 @@ static int print_context(const struct opts *o, const struct memspeed *ms, const 
 {
 	double chan[o->reps], limit[o->reps], ratio[o->reps];
 
-	printf("stream-bench: %llu MiB memfd over loopback TCP, %d runs each, medians; "
+	printf("stream-bench: %llu MiB of guest RAM over loopback TCP, %d runs each, medians; "
 	       "page streams (multifd-channels)", (unsigned long long)(o->size >> 20), o->reps);
 	for (int i = 0; i < o->nstreams; i++)
 		printf("%c%d", i ? ',' : ' ', o->streams[i]);
@@ -675,7 +675,7 @@ static int print_context(const struct opts *o, const struct memspeed *ms, const 
 	printf("memory: memset %.0f MiB/s, memcpy %.0f MiB/s, read %.0f MiB/s\n",
 	       ms->set, ms->copy, ms->read);
 	if (o->fresh_dst)
-		printf("fresh memfd: pwritev of the random bytes %.0f MiB/s\n",
+		printf("fresh RAM: memcpy of the random bytes %.0f MiB/s\n",
 		       fresh_write_speed(rnd, o->size));
 	for (int r = 0; r < o->reps; r++) {
 		limit[r] = plain_run(rnd, o->size, 1);
