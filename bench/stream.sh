@@ -1,6 +1,6 @@
 #!/bin/bash
 # Stream throughput without KVM: builds vmm and runs build/bench/stream-bench,
-# which moves a memfd of guest RAM (random, repeated, mixed, zero and
+# which moves guest RAM (random, repeated, mixed, zero and
 # never-touched pages) through the real page sender and receiver over
 # loopback TCP, each mix over 1, 2 and 4 page streams (multifd-channels: one
 # connection and receiving thread per stream), and prints, per page mix and
