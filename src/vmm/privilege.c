@@ -67,7 +67,7 @@ static const char *const sys_migration[] = {
 /* The control thread: QMP (sockets, files for pmemsave, socket removal),
  * starting migration threads, teardown. */
 static const char *const sys_control[] = {
-	"unlink", "unlinkat", "signalfd4", "memfd_create", "ftruncate", "flock", "readlink",
+	"unlink", "unlinkat", "signalfd4", "flock", "readlink",
 	"readlinkat", "faccessat", "faccessat2", "access", "getdents64", "sysinfo", "getcwd",
 	"fchmod", "chmod", "fchmodat", "umask", "getrusage", "prlimit64", "mkdir", "mkdirat",
 	"rename", "renameat", "renameat2", "wait4",
