@@ -475,17 +475,21 @@ static void src_finish(struct mig_src *s, int ret)
 	struct migrate *m = s->m;
 	struct migrate_info *i = &m->info;
 	enum migrate_status st = MIG_COMPLETED;
+	uint64_t end = vm_now_ns();
 
-	if (s->tracking)
-		ram_track_stop(&s->ram);
+	/* The guest runs again (there, or here after a failure) before dirty
+	 * logging goes off: with huge pages KVM then rebuilds its large
+	 * mappings, which takes a while and is no part of the downtime. */
 	if (ret < 0 && s->unlocked && devices_lock_images())
 		vmm_warn("could not take the disk image locks back");
 	if (ret < 0 && s->paused && vm_resume(m->vm))
 		vmm_warn("could not resume the guest after a failed migration");
+	if (s->tracking)
+		ram_track_stop(&s->ram);
 	pthread_mutex_lock(&m->lock);
-	i->total_ms = (vm_now_ns() - m->start_ns) / 1000000;
+	i->total_ms = (end - m->start_ns) / 1000000;
 	if (ret == 0) {
-		i->downtime_ms = (vm_now_ns() - s->pause_ns) / 1000000;
+		i->downtime_ms = (end - s->pause_ns) / 1000000;
 		i->down_handoff_ms = i->downtime_ms - i->down_ram_ms - i->down_cpu_ms - i->down_dev_ms;
 		i->remaining = 0;
 	}
