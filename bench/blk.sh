@@ -50,6 +50,10 @@ run() {   # run NAME CMD... -> NAME.log
 	local name=$1 t0=$SECONDS
 	shift
 	echo "bench: running $name" >&2
+	# Every run starts from an empty host page cache: without the sync, the
+	# run after a page-cache one overwrote its still-dirty pages, which is
+	# far cheaper than filling fresh ones (and qemu-wb always followed vmm-wb).
+	sync
 	echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
 	timeout 900 "$@" </dev/null >"$W/$name.log" 2>&1 || { echo "bench: $name failed" >&2; tail -5 "$W/$name.log" >&2; exit 1; }
 	[ -z "${BENCH_LOGS:-}" ] || cp "$W/$name.log" "$BENCH_LOGS/"
