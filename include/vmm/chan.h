@@ -12,6 +12,10 @@
 #include "vmm/stream.h"
 
 #define CHAN_TIMEOUT_MS 30000
+/* Connections a listener queues before it accepts: a multifd source
+ * connects all its page streams (RAM_MAX_STREAMS) before the destination
+ * accepts the first extra one. */
+#define CHAN_BACKLOG 16
 
 /* One end of a migration connection; used by one thread at a time, except
  * chan_abort() which any thread may call. */

@@ -145,7 +145,7 @@ int chan_listen(const char *uri, char *err, size_t errlen)
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (a.family == AF_UNIX)
 		unlink(((struct sockaddr_un *)&a.ss)->sun_path);
-	if (bind(fd, (struct sockaddr *)&a.ss, a.len) < 0 || listen(fd, 1) < 0) {
+	if (bind(fd, (struct sockaddr *)&a.ss, a.len) < 0 || listen(fd, CHAN_BACKLOG) < 0) {
 		ret = -errno;
 		snprintf(err, errlen, "cannot listen on %s: %s", uri, strerror(errno));
 		close(fd);

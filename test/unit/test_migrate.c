@@ -13,6 +13,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -105,6 +106,33 @@ static void test_chan_uri(void **state)
 	assert_int_equal(chan_listen("tcp:127.0.0.1", err, sizeof(err)), -EINVAL);
 	assert_int_equal(chan_connect(&c, "unix:/nonexistent/sock", 500, err, sizeof(err)), -ENOENT);
 	assert_non_null(strstr(err, "cannot connect"));
+}
+
+/* A listener queues as many connections as a source has page streams
+ * before the destination accepts any of them (non-blocking connects on a
+ * full unix backlog fail at once with EAGAIN). */
+static void test_chan_backlog(void **state)
+{
+	char err[256], uri[64], path[48];
+	struct chan c[RAM_MAX_STREAMS];
+	int lfd;
+
+	snprintf(path, sizeof(path), "/tmp/vmm-test-backlog.%d", (int)getpid());
+	snprintf(uri, sizeof(uri), "unix:%s", path);
+	unlink(path);
+	lfd = chan_listen(uri, err, sizeof(err));
+	assert_true(lfd >= 0);
+	for (int i = 0; i < RAM_MAX_STREAMS; i++)
+		assert_int_equal(chan_connect(&c[i], uri, 2000, err, sizeof(err)), 0);
+	for (int i = 0; i < RAM_MAX_STREAMS; i++) {
+		struct chan a;
+
+		assert_int_equal(chan_accept(&a, lfd, 2000), 0);
+		chan_close(&a);
+		chan_close(&c[i]);
+	}
+	close(lfd);
+	unlink(path);
 }
 
 /* A PAGES payload (without the frame header) with the given pages. */
@@ -751,6 +779,7 @@ int main(void)
 		cmocka_unit_test(test_chan_frames),
 		cmocka_unit_test(test_chan_eof_and_stall),
 		cmocka_unit_test(test_chan_uri),
+		cmocka_unit_test(test_chan_backlog),
 		cmocka_unit_test(test_ram_receive),
 		cmocka_unit_test(test_ram_receive_runs),
 		cmocka_unit_test(test_ram_send_roundtrip),
