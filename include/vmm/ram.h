@@ -37,7 +37,7 @@ static inline int ram_stream_of(uint64_t page, int n)
 
 struct ram_tracker;
 
-/* One stream of a pass: its connection, frame buffer and extent cache. */
+/* One stream of a pass: its connection, frame buffer and pagemap window. */
 struct ram_lane {
 	struct ram_tracker *t;
 	struct chan *c;

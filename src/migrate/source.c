@@ -66,6 +66,18 @@ static int src_expect_accept(struct mig_src *s, const char *what, uint64_t *val,
 	return -EPROTO;
 }
 
+/* Sends CHANNEL {token, I, N} over C. */
+static int src_channel_put(struct mig_src *s, struct chan *c, uint64_t token, int i, int n)
+{
+	size_t fr;
+
+	return stream_frame_begin(&s->buf, STREAM_CHANNEL, 0, &fr) ?:
+	       stream_buf_put_u64(&s->buf, token) ?:
+	       stream_buf_put_u32(&s->buf, (uint32_t)i) ?:
+	       stream_buf_put_u32(&s->buf, (uint32_t)n) ?:
+	       stream_frame_end(&s->buf, fr) ?: mig_flush_to(c, &s->buf);
+}
+
 /* multifd: connects streams 1..N-1, each opened by CHANNEL {token, index,
  * N}, then announces them on the main connection and waits for ACCEPT. */
 static int src_channels(struct mig_src *s, uint64_t token, int n)
@@ -76,7 +88,6 @@ static int src_channels(struct mig_src *s, uint64_t token, int n)
 
 	for (int i = 1; !ret && i < n; i++) {
 		struct chan *c = &m->xchan[i - 1];
-		size_t fr;
 
 		ret = chan_connect(c, m->uri, MIG_CONNECT_TIMEOUT_MS, s->err, sizeof(s->err));
 		if (ret)
@@ -85,21 +96,10 @@ static int src_channels(struct mig_src *s, uint64_t token, int n)
 		m->nxchan = i;
 		pthread_mutex_unlock(&m->lock);
 		s->chans[s->nchans++] = c;
-		ret = stream_frame_begin(&s->buf, STREAM_CHANNEL, 0, &fr) ?:
-		      stream_buf_put_u64(&s->buf, token) ?:
-		      stream_buf_put_u32(&s->buf, (uint32_t)i) ?:
-		      stream_buf_put_u32(&s->buf, (uint32_t)n) ?:
-		      stream_frame_end(&s->buf, fr) ?: mig_flush_to(c, &s->buf);
+		ret = src_channel_put(s, c, token, i, n);
 	}
-	if (!ret) {
-		size_t fr;
-
-		ret = stream_frame_begin(&s->buf, STREAM_CHANNEL, 0, &fr) ?:
-		      stream_buf_put_u64(&s->buf, token) ?:
-		      stream_buf_put_u32(&s->buf, 0) ?:
-		      stream_buf_put_u32(&s->buf, (uint32_t)n) ?:
-		      stream_frame_end(&s->buf, fr) ?: mig_flush(m, &s->buf);
-	}
+	if (!ret)
+		ret = src_channel_put(s, &m->chan, token, 0, n);
 	if (ret) {
 		snprintf(s->err, sizeof(s->err), "cannot open the page streams: %s", strerror(-ret));
 		return ret;
