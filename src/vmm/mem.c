@@ -38,9 +38,9 @@ int mem_init(struct guest_mem *mem, uint64_t size)
 	mem->base = mem_map_aligned(size);
 	if (!mem->base)
 		return -errno;
-	/* Transparent huge pages where the host allows them (THP "madvise",
-	 * the usual default, or "always"): shorter guest page walks, and one
-	 * fault per 2 MiB when a migration fills fresh RAM. */
+	/* Transparent huge pages where the host allows them (THP "madvise" or
+	 * "always"): shorter guest page walks, and one fault per 2 MiB when a
+	 * migration fills fresh RAM. */
 	madvise(mem->base, size, MADV_HUGEPAGE);
 	madvise(mem->base, size, MADV_MERGEABLE);
 	mem->size = size;
