@@ -236,7 +236,7 @@ static int vmm_run(struct run *run)
 		goto out_recv;
 	}
 	snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%u", port);
-	/* one connection at a time (the backlog is 1), so that rx[i] is the
+	/* each connection accepted right after its connect, so that rx[i] is the
 	 * other end of sc[i] and knows which stream it receives */
 	for (; conns < run->n; conns++) {
 		ret = chan_connect(&sc[conns], uri, 10000, err, sizeof(err));
@@ -353,7 +353,7 @@ static double plain_run(const uint8_t *src, uint64_t size, int n)
 	bool bad = lfd < 0;
 
 	sa.sin_port = htons(port);
-	/* one connection at a time: the listener's backlog is 1 */
+	/* each connection accepted right after its connect: p[i] holds both ends */
 	for (; !bad && conns < n; conns++) {
 		struct plain *q = &p[conns];
 

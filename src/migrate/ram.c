@@ -210,10 +210,10 @@ static int ram_clear(struct ram_tracker *t, int slot, uint64_t w0, uint64_t w1)
 	return ioctl(t->vm->vm_fd, KVM_CLEAR_DIRTY_LOG, &c) < 0 ? -errno : 0;
 }
 
-/* Sleeps as needed so the lane stays under its share of max_bandwidth. */
-static void ram_throttle(struct ram_lane *l)
+/* Sleeps as needed so the lane stays under RATE, its share of max_bandwidth. */
+static void ram_throttle(struct ram_lane *l, uint64_t rate)
 {
-	uint64_t rate = l->t->max_bandwidth / (uint64_t)l->n, due, now = vm_now_ns();
+	uint64_t due, now = vm_now_ns();
 
 	if (!rate)
 		return;
@@ -258,7 +258,7 @@ static int ram_send_batch(struct ram_lane *l)
 		l->sent += n;
 		if (l->idx)
 			atomic_fetch_add(&t->xsent, n);
-		ram_throttle(l);
+		ram_throttle(l, rate);
 	}
 	st->duplicate += l->pb.zero;
 	st->normal += l->pb.normal;
