@@ -55,7 +55,12 @@ struct migrate_listener {
 
 struct migrate;
 
-/* Auto-converge's next vCPU throttle (%) after a pass that set no new low at
+/* Auto-converge's test of a pass: slow if it set no new low (NEW_LOW false)
+ * or the guest dirtied more than half the bytes it sent (QEMU's
+ * throttle-trigger-threshold of 50%). */
+bool migrate_pass_slow(uint64_t dirty_bytes, uint64_t sent_bytes, bool new_low);
+
+/* Auto-converge's next vCPU throttle (%) after a slow pass at
  * throttle CUR with DIRTY_BPS bytes/s dirtied and BW bytes/s sent: 20 first,
  * then 10 more, or at once what brings the guest's writes (assumed to scale
  * with the time it may run) under half the bandwidth; at most MAX. */

@@ -36,6 +36,7 @@ struct mig_src {
 	uint64_t rtt_ns;          /* SHAPE to ACCEPT, less the destination's work */
 	uint64_t restore_ns;      /* the destination's state load, rehearsed there */
 	uint64_t sync_ns;         /* the last dirty-log sync */
+	uint64_t pass_ns, pass_bytes;   /* the last pass */
 };
 
 /* Reads the answer to HELLO or SHAPE: ACCEPT (its first u64 in *VAL, a
@@ -214,6 +215,8 @@ static int src_pass(struct mig_src *s, uint32_t pass)
 	if (!ret)
 		ret = stream_u32_put(&s->buf, STREAM_PASS_END, pass) ?: mig_flush(s->m, &s->buf);
 	dt = vm_now_ns() - t0;
+	s->pass_ns = dt;
+	s->pass_bytes = src_sent(s) - b0;
 	if (ret && ret != -ECANCELED)
 		snprintf(s->err, sizeof(s->err), "lost the destination in pass %u: %s", pass,
 			 strerror(-ret));
@@ -235,6 +238,11 @@ static uint64_t src_expected_ms(struct mig_src *s, uint64_t pages)
 	return (uint64_t)(ns / 1e6 + 0.5);
 }
 
+bool migrate_pass_slow(uint64_t dirty_bytes, uint64_t sent_bytes, bool new_low)
+{
+	return !new_low || dirty_bytes > sent_bytes / 2;
+}
+
 uint32_t migrate_next_throttle(uint32_t cur, double dirty_bps, double bw, uint32_t max)
 {
 	uint32_t next = cur ? cur + 10 : 20;
@@ -252,15 +260,17 @@ uint32_t migrate_next_throttle(uint32_t cur, double dirty_bps, double bw, uint32
 /* Pre-copy: passes while the guest runs, until the rest fits the downtime
  * limit, the dirty set stops shrinking (the Xen rule: two passes in a row
  * without a new low at least 10% under the best so far), or the cap. With
- * auto-converge a stall first throttles the vCPUs (migrate_next_throttle:
- * 20%, 10% more per pass that sets no new low, or straight to what the
+ * auto-converge two slow passes in a row (no new low, or the guest dirtied
+ * more than half the bytes the pass sent: QEMU's throttle-trigger-threshold
+ * of 50%) throttle the vCPUs, and every slow pass after that throttles them
+ * more (migrate_next_throttle: 20%, 10% more, or straight to what the
  * measured dirty rate and bandwidth call for), up to max-cpu-throttle; only a
  * stall at the ceiling switches over. The throttle ends with pre-copy. */
 static int src_precopy(struct mig_src *s, uint32_t *last)
 {
 	uint64_t best = UINT64_MAX;
 	uint32_t throttle = 0;
-	int stalls = 0;
+	int stalls = 0, slow = 0;
 
 	for (uint32_t pass = 1;; pass++) {
 		struct migrate_params p;
@@ -286,6 +296,11 @@ static int src_precopy(struct mig_src *s, uint32_t *last)
 		rate = (uint64_t)pending * 1000000000ULL / (vm_now_ns() - t0 + 1);
 		exp = src_expected_ms(s, (uint64_t)pending);
 		src_stats(s, pass, (uint64_t)pending, rate, exp);
+		vmm_info("migration: pass %u: %.1f MiB in %llu ms, %lld pages dirty (%llu/s), "
+			 "expected downtime %llu ms, throttle %u%%", pass,
+			 (double)s->pass_bytes / (1 << 20), (unsigned long long)s->pass_ns / 1000000,
+			 (long long)pending, (unsigned long long)rate, (unsigned long long)exp,
+			 throttle);
 		*last = pass;
 		if (exp <= p.downtime_limit_ms) {
 			vmm_info("switching over after pass %u: %lld pages left, expected downtime %llu ms "
@@ -302,7 +317,9 @@ static int src_precopy(struct mig_src *s, uint32_t *last)
 		} else {
 			stalls++;
 		}
-		if (p.auto_converge && (stalls >= 2 || (throttle && stalls)) &&
+		slow = migrate_pass_slow((uint64_t)pending * PAGE_SIZE, s->pass_bytes, !stalls) ?
+		       slow + 1 : 0;
+		if (p.auto_converge && (slow >= 2 || (throttle && slow)) &&
 		    throttle < p.max_cpu_throttle && pass < p.max_passes) {
 			throttle = migrate_next_throttle(throttle, (double)rate * PAGE_SIZE, s->bw,
 							 p.max_cpu_throttle);
