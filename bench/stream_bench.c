@@ -173,6 +173,7 @@ static int vmm_send(struct run *run, struct chan *const *c)
 
 	if (ret)
 		return ret;
+	t.sum = true;	/* as between two vmm that both offer STREAM_CAP_SUM */
 	stream_buf_init(&b);
 	run->t0 = now_ns();
 	ret = stream_u32_put(&b, STREAM_PASS_BEGIN, 1) ?: chan_send(c[0], b.data, b.len);

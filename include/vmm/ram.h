@@ -67,6 +67,7 @@ struct ram_tracker {
 	uint64_t *user;           /* vm->mem.dirty: device writes */
 	int pagemap_fd;           /* /proc/self/pagemap, or -1 */
 	uint64_t max_bandwidth;   /* bytes/s, 0 = unlimited */
+	bool sum;                 /* PAGES checked by stream_sum32() (STREAM_CAP_SUM) */
 	struct ram_stats stats;   /* all passes; the extra streams' added after each */
 	struct ram_lane lanes[RAM_MAX_STREAMS];
 	uint64_t pass_pages;      /* pending when the pass began */

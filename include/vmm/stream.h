@@ -57,9 +57,12 @@
  *
  *   off  size
  *     0     4  type          enum stream_type, 1..STREAM_TYPE_MAX
- *     4     4  flags         per type; a receiver rejects flags it does not know
+ *     4     4  flags         per type, and STREAM_FRAME_SUM for any; a receiver
+ *                            rejects flags it does not know
  *     8     8  length        payload bytes that follow the header
- *    16     4  payload crc   crc32c of the payload
+ *    16     4  payload crc   crc32c of the payload, or with STREAM_FRAME_SUM its
+ *                            stream_sum32() (only to a peer that offered
+ *                            STREAM_CAP_SUM)
  *    20     4  header crc    crc32c of bytes 0..19
  *    24     -  payload
  *
@@ -83,6 +86,11 @@
 /* Capability bits carried by HELLO and ACCEPT. */
 #define STREAM_CAP_POSTCOPY	(1ull << 0)
 #define STREAM_CAP_MULTIFD	(1ull << 1)
+/* The destination checks payloads by stream_sum32() when a frame says so. */
+#define STREAM_CAP_SUM		(1ull << 2)
+
+/* Frame flag for any type: the payload check is stream_sum32(), not crc32c. */
+#define STREAM_FRAME_SUM	(1u << 31)
 
 #define STREAM_FRAME_HDR_SIZE	24
 /* Suggested payload limits for stream_frame_parse_header(). */
@@ -135,6 +143,7 @@ struct stream_buf {
 	size_t len;
 	size_t cap;
 	int err;
+	bool sum;	/* frames end with STREAM_FRAME_SUM and stream_sum32() */
 };
 
 /* Bounds-checked view of received bytes; never reads outside [p, p + len). */
@@ -192,6 +201,16 @@ uint32_t stream_crc32c_hw(uint32_t crc, const void *p, size_t len);
 /* Returns true if this CPU has the SSE4.2 crc32 instruction. */
 bool stream_crc32c_hw_available(void);
 
+/* --- the fast payload check --- */
+
+/* Returns a 32-bit check of p[0..len): its little-endian 32-bit words (the
+ * tail padded with zeros) added into four 64-bit sums by position mod 4, each
+ * sum added into a second one after every 16 bytes, and the eight sums and
+ * LEN folded by crc32c. A flipped bit changes a first sum, a moved word a
+ * second one. Many times cheaper than crc32c where the crc32 instruction is
+ * slow or missing, and at least as fast where it is not. */
+uint32_t stream_sum32(const void *p, size_t len);
+
 /* --- zero pages --- */
 
 /* Returns true if the STREAM_PAGE_SIZE bytes at p are all zero (any alignment). */
@@ -226,7 +245,9 @@ int stream_buf_patch_u32(struct stream_buf *b, size_t off, uint32_t v) STREAM_WU
 /* Appends a placeholder frame header and stores its offset in *frame; returns 0 or -errno. */
 int stream_frame_begin(struct stream_buf *b, uint32_t type, uint32_t flags,
 		       size_t *frame) STREAM_WUR;
-/* Fills length and both crcs of the frame begun at frame; returns 0 or the buffer's first error. */
+/* Fills length and both checks of the frame begun at frame (the payload's by
+ * stream_sum32() with STREAM_FRAME_SUM if b->sum); returns 0 or the buffer's
+ * first error. */
 int stream_frame_end(struct stream_buf *b, size_t frame) STREAM_WUR;
 /* Appends a whole frame with the given payload; returns 0 or -errno. */
 int stream_frame_put(struct stream_buf *b, uint32_t type, const void *payload,

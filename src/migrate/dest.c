@@ -260,7 +260,8 @@ static int dst_handshake(struct mig_dst *d)
 	if (d->multifd && getrandom(&d->token, sizeof(d->token), 0) != sizeof(d->token))
 		d->multifd = false;
 	ret = stream_frame_begin(&d->buf, STREAM_ACCEPT, 0, &fr) ?:
-	      stream_buf_put_u64(&d->buf, d->multifd ? STREAM_CAP_MULTIFD : 0) ?:
+	      stream_buf_put_u64(&d->buf, (caps & STREAM_CAP_SUM) |
+					  (d->multifd ? STREAM_CAP_MULTIFD : 0)) ?:
 	      stream_buf_put_u64(&d->buf, d->multifd ? d->token : 0) ?:
 	      stream_frame_end(&d->buf, fr) ?: mig_flush(d->m, &d->buf) ?:
 	      mig_recv_ctl(d->m, &f, &d->in);

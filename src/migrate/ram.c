@@ -384,6 +384,7 @@ int ram_send_pass(struct ram_tracker *t, struct chan *const *c, int n)
 		l->sent = 0;
 		l->err = 0;
 		l->open = false;
+		l->buf.sum = t->sum;
 		memset(&l->stats, 0, sizeof(l->stats));
 	}
 	for (; started < n; started++) {

@@ -29,6 +29,7 @@ struct mig_src {
 	int nchans;
 	bool tracking, paused;
 	bool unlocked;            /* disk image locks dropped for the handoff */
+	bool sum;                 /* the destination takes STREAM_FRAME_SUM */
 	char err[256];
 	uint64_t pause_ns;
 	double bw;                /* measured bytes/s */
@@ -124,7 +125,7 @@ static int src_handshake(struct mig_src *s)
 	s->chans[0] = &s->m->chan;
 	s->nchans = 1;
 	migrate_get_params(s->m, &p);
-	want = p.multifd_channels > 1 ? STREAM_CAP_MULTIFD : 0;
+	want = STREAM_CAP_SUM | (p.multifd_channels > 1 ? STREAM_CAP_MULTIFD : 0);
 	ret = stream_hello_put(&s->buf, want) ?: mig_flush(s->m, &s->buf);
 	if (!ret)
 		ret = src_expect_accept(s, "HELLO", &caps, &token);
@@ -141,9 +142,10 @@ static int src_handshake(struct mig_src *s)
 	s->rtt_ns = vm_now_ns() - t0;
 	s->rtt_ns -= busy * 1000 < s->rtt_ns ? busy * 1000 : s->rtt_ns;
 	s->restore_ns = us * 1000;
-	if (!ret && want && (caps & STREAM_CAP_MULTIFD))
+	s->sum = caps & STREAM_CAP_SUM;
+	if (!ret && (want & STREAM_CAP_MULTIFD) && (caps & STREAM_CAP_MULTIFD))
 		ret = src_channels(s, token, (int)p.multifd_channels);
-	else if (!ret && want)
+	else if (!ret && (want & STREAM_CAP_MULTIFD))
 		vmm_warn("the destination takes one page stream only");
 	return ret;
 }
@@ -554,6 +556,7 @@ void *mig_source_thread(void *arg)
 	if (!ret) {
 		ret = ram_track_start(&s->ram, m->vm);
 		s->tracking = !ret;
+		s->ram.sum = s->sum;
 		s->ram.cancel = &m->cancel;
 		s->ram.progress = src_progress;
 		s->ram.progress_opaque = s;

@@ -194,8 +194,12 @@ int stream_frame_end(struct stream_buf *b, size_t frame)
 	hdr = b->data + frame;
 	payload = hdr + STREAM_FRAME_HDR_SIZE;
 	len = b->len - frame - STREAM_FRAME_HDR_SIZE;
-	stream_frame_header_encode(hdr, le32_load(hdr), le32_load(hdr + 4), len,
-				   stream_crc32c(0, payload, len));
+	if (b->sum)
+		stream_frame_header_encode(hdr, le32_load(hdr), le32_load(hdr + 4) | STREAM_FRAME_SUM,
+					   len, stream_sum32(payload, len));
+	else
+		stream_frame_header_encode(hdr, le32_load(hdr), le32_load(hdr + 4), len,
+					   stream_crc32c(0, payload, len));
 	return 0;
 }
 
@@ -316,6 +320,8 @@ int stream_frame_parse_header(const void *buf, size_t len, struct stream_frame *
 	type = le32_load(p);
 	if (type < STREAM_HELLO || type > STREAM_TYPE_MAX)
 		return -EPROTO;
+	if (le32_load(p + 4) & ~STREAM_FRAME_SUM)
+		return -EPROTO;		/* no type has flags of its own yet */
 	length = le64_load(p + 8);
 	if (length > max_payload)
 		return -EMSGSIZE;
@@ -330,7 +336,8 @@ int stream_frame_check_payload(const struct stream_frame *f, const void *payload
 {
 	if (len != f->length)
 		return -EBADMSG;
-	if (stream_crc32c(0, payload, len) != f->payload_crc)
+	if ((f->flags & STREAM_FRAME_SUM ? stream_sum32(payload, len) :
+					     stream_crc32c(0, payload, len)) != f->payload_crc)
 		return -EBADMSG;
 	return 0;
 }

@@ -1,7 +1,8 @@
 /*
  * The migration stream's hot loops: crc32c (slicing-by-8 in software, the
- * SSE4.2 instruction on three lanes when the CPU has it and it is faster)
- * and the zero-page test (AVX2 when present), both picked at run time.
+ * SSE4.2 instruction on three lanes when the CPU has it and it is faster),
+ * the payload sum, and the zero-page test (AVX2 when present), picked at run
+ * time.
  */
 #include <pthread.h>
 #include <string.h>
@@ -16,6 +17,12 @@ static uint32_t le32_load(const uint8_t *p)
 {
 	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
 	       (uint32_t)p[3] << 24;
+}
+
+static void le64_store(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
 }
 
 /* --- crc32c: slicing-by-8 tables; the SSE4.2 crc32 instruction when present,
@@ -202,6 +209,62 @@ uint32_t stream_crc32c(uint32_t crc, const void *p, size_t len)
 		__atomic_store_n(&crc_impl, fn, __ATOMIC_RELAXED);
 	}
 	return fn(crc, p, len);
+}
+
+/* --- the payload sum: plain 64-bit loads and adds, 20 GB/s here (the crc32
+ * instruction on three lanes: 15-18 GB/s) and 4 GB/s under QEMU's TCG
+ * (crc32c: 0.6 GB/s). gcc's SSE2 version of the loop was 1.1x faster
+ * natively but ran at 0.8 GB/s under TCG --- */
+
+static uint64_t load_le64(const uint8_t *p)
+{
+	uint64_t v;
+
+	memcpy(&v, p, 8);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+	v = __builtin_bswap64(v);
+#endif
+	return v;
+}
+
+/* Four 32-bit sums of the words by position mod 4, and four sums of those
+ * taken after every 16 bytes; plain locals, so they stay in registers. */
+struct sum_state {
+	uint64_t a0, a1, a2, a3, s0, s1, s2, s3;
+};
+
+static inline void sum_block(struct sum_state *st, const uint8_t *b)
+{
+	uint64_t w0 = load_le64(b), w1 = load_le64(b + 8);
+
+	st->a0 += (uint32_t)w0;
+	st->a1 += w0 >> 32;
+	st->a2 += (uint32_t)w1;
+	st->a3 += w1 >> 32;
+	st->s0 += st->a0;
+	st->s1 += st->a1;
+	st->s2 += st->a2;
+	st->s3 += st->a3;
+}
+
+__attribute__((optimize("no-tree-vectorize")))
+uint32_t stream_sum32(const void *p, size_t len)
+{
+	const uint8_t *b = p;
+	struct sum_state st = { 0 };
+	uint8_t fold[72], tail[16] = { 0 };
+
+	for (size_t i = 0; i < len / 16; i++)
+		sum_block(&st, b + 16 * i);
+	if (len % 16) {		/* zero-padded */
+		memcpy(tail, b + len / 16 * 16, len % 16);
+		sum_block(&st, tail);
+	}
+	const uint64_t v[9] = { st.a0, st.a1, st.a2, st.a3, st.s0, st.s1, st.s2, st.s3, len };
+
+	for (int j = 0; j < 9; j++)
+		le64_store(fold + 8 * j, v[j]);
+	return stream_crc32c(0, fold, sizeof(fold));
 }
 
 /* --- zero pages: OR-reduce 64/128-byte chunks, leave at the first non-zero one;
