@@ -2,8 +2,9 @@
 # The same stock-kernel guest (512 MiB, 2 vCPUs, 256 MiB filled by
 # bench/dirtier) live-migrated over a unix socket by vmm and by QEMU
 # (-accel kvm, max-bandwidth unlimited, both with a 100 ms downtime limit),
-# idle and dirtying 20k pages/s, in the same run. Prints downtime, total time
-# and bytes sent, and the ratios vmm/QEMU (lower is better for vmm); and each
+# idle and dirtying 20k pages/s, in the same run, ROUNDS (3) times each.
+# Prints downtime, total time and bytes sent, and the ratios vmm/QEMU (lower
+# is better for vmm), per round and as medians of the rounds; and each
 # process's peak memory beyond guest RAM during the migration (all resident
 # memory but the 512 MiB guest RAM mapping, from smaps), against the budget
 # of 16 MiB + 1% of guest RAM (vmm only: QEMU maps its guest RAM differently,
@@ -16,9 +17,10 @@ if [ ! -w /dev/kvm ] && [ -z "${VMM_IN_SANDBOX:-}" ]; then
 	bash scripts/build.sh >/dev/null
 	echo "bench: no /dev/kvm here; running inside the nested-KVM sandbox"
 	exec bash test/sandbox/sandbox.sh --timeout 3000 -- env VMM_IN_SANDBOX=1 \
-		WORKLOADS="${WORKLOADS:-}" bash bench/migrate.sh
+		WORKLOADS="${WORKLOADS:-}" ROUNDS="${ROUNDS:-}" bash bench/migrate.sh
 fi
 WORKLOADS=${WORKLOADS:-"0 20000"}
+ROUNDS=${ROUNDS:-3}
 KERNEL=$(ls /boot/vmlinuz-* | sort -V | tail -1)
 L=$(mktemp -d /run/vmm-bench.XXXXXX 2>/dev/null || mktemp -d)
 # The interpreter itself, not a version manager's shim: under emulation a
@@ -97,18 +99,32 @@ one() {
 
 ratio() { "$PY" -c "import sys; print(f'{float(sys.argv[1])/max(float(sys.argv[2]),1e-9):.2f}')" "$1" "$2"; }
 
+median() { tr ' ' '\n' | sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
+
+# ROUNDS rounds of each workload, vmm and QEMU taking turns; a line per
+# round, then the medians of the per-round ratios (the sandbox's figures
+# swing by tens of percent from run to run).
 for rate in $WORKLOADS; do
-	read -r vd vt vb vms vmd vp vc vx <<<"$(one vmm "$rate")"
-	read -r qd qt qb _ _ qp qc _ <<<"$(one qemu "$rate")"
 	label=$([ "$rate" = 0 ] && echo idle || echo "dirtying $rate pages/s")
-	echo "$label: downtime vmm ${vd} ms / qemu ${qd} ms = $(ratio "$vd" "$qd");" \
-		"total vmm ${vt} ms / qemu ${qt} ms = $(ratio "$vt" "$qt");" \
-		"bytes vmm $((vb >> 20)) MiB / qemu $((qb >> 20)) MiB = $(ratio "$vb" "$qb");" \
-		"passes vmm $vp / qemu $qp; CPU used vmm ${vc} ms / qemu ${qc} ms = $(ratio "$vc" "$qc")"
-	echo "$label: vmm downtime ${vd} ms against a limit of 100 ms: ${vx%/throttle:*}"
-	echo "$label: vmm throttled the guest's vCPUs by up to ${vx##*/throttle:} (auto-converge;" \
-		"QEMU ran with its default, no auto-converge)"
-	echo "$label: memory beyond guest RAM (peak during migration): vmm source $((vms / 1024)) MiB," \
-		"destination $((vmd / 1024)) MiB (budget $(( (16 * 1024 + 512 * 1024 / 100) / 1024 )) MiB" \
-		"= 16 MiB + 1% of 512 MiB; ratio $(ratio "$(( vms > vmd ? vms : vmd ))" $(( 16 * 1024 + 512 * 1024 / 100 ))))"
+	rd=() rt=() rb=() rc=()
+	for round in $(seq 1 "$ROUNDS"); do
+		read -r vd vt vb vms vmd vp vc vx <<<"$(one vmm "$rate")"
+		read -r qd qt qb _ _ qp qc _ <<<"$(one qemu "$rate")"
+		rd+=("$(ratio "$vd" "$qd")") rt+=("$(ratio "$vt" "$qt")")
+		rb+=("$(ratio "$vb" "$qb")") rc+=("$(ratio "$vc" "$qc")")
+		echo "$label, round $round: downtime vmm ${vd} ms / qemu ${qd} ms = ${rd[-1]};" \
+			"total vmm ${vt} ms / qemu ${qt} ms = ${rt[-1]};" \
+			"bytes vmm $((vb >> 20)) MiB / qemu $((qb >> 20)) MiB = ${rb[-1]};" \
+			"passes vmm $vp / qemu $qp; CPU used vmm ${vc} ms / qemu ${qc} ms = ${rc[-1]}"
+		echo "$label, round $round: vmm downtime ${vd} ms against a limit of 100 ms:" \
+			"${vx%/throttle:*}; vCPUs throttled by up to ${vx##*/throttle:} (auto-converge;" \
+			"QEMU ran with its default, no auto-converge)"
+		echo "$label, round $round: memory beyond guest RAM (peak during migration): vmm" \
+			"source $((vms / 1024)) MiB, destination $((vmd / 1024)) MiB (budget" \
+			"$(( (16 * 1024 + 512 * 1024 / 100) / 1024 )) MiB = 16 MiB + 1% of 512 MiB;" \
+			"ratio $(ratio "$(( vms > vmd ? vms : vmd ))" $(( 16 * 1024 + 512 * 1024 / 100 ))))"
+	done
+	echo "$label, median of $ROUNDS rounds (vmm/QEMU): downtime $(echo "${rd[*]}" | median)," \
+		"total time $(echo "${rt[*]}" | median), bytes $(echo "${rb[*]}" | median)," \
+		"CPU used $(echo "${rc[*]}" | median)"
 done
