@@ -208,7 +208,7 @@ bool stream_crc32c_hw_available(void);
  * sum added into a second one after every 16 bytes, and the eight sums and
  * LEN folded by crc32c. A flipped bit changes a first sum, a moved word a
  * second one. Many times cheaper than crc32c where the crc32 instruction is
- * slow or missing, and at least as fast where it is not. */
+ * slow or missing, and about as fast where it is not. */
 uint32_t stream_sum32(const void *p, size_t len);
 
 /* --- zero pages --- */

@@ -9,26 +9,8 @@
 #include <string.h>
 
 #include "vmm/stream.h"
+#include "le.h"
 
-static void le_store(uint8_t *p, uint64_t v, int n)
-{
-	for (int i = 0; i < n; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-#define le32_store(p, v) le_store(p, v, 4)
-#define le64_store(p, v) le_store(p, v, 8)
-
-static uint32_t le32_load(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
-}
-
-static uint64_t le64_load(const uint8_t *p)
-{
-	return (uint64_t)le32_load(p) | (uint64_t)le32_load(p + 4) << 32;
-}
 
 /* --- encoder --- */
 
@@ -156,6 +138,13 @@ int stream_buf_patch_u32(struct stream_buf *b, size_t off, uint32_t v)
 
 /* --- frames --- */
 
+/* A payload's check: stream_sum32() for frames flagged STREAM_FRAME_SUM,
+ * crc32c for the rest. */
+static uint32_t payload_check(bool sum, const void *payload, size_t len)
+{
+	return sum ? stream_sum32(payload, len) : stream_crc32c(0, payload, len);
+}
+
 void stream_frame_header_encode(uint8_t out[STREAM_FRAME_HDR_SIZE], uint32_t type,
 				uint32_t flags, uint64_t length, uint32_t payload_crc)
 {
@@ -194,12 +183,9 @@ int stream_frame_end(struct stream_buf *b, size_t frame)
 	hdr = b->data + frame;
 	payload = hdr + STREAM_FRAME_HDR_SIZE;
 	len = b->len - frame - STREAM_FRAME_HDR_SIZE;
-	if (b->sum)
-		stream_frame_header_encode(hdr, le32_load(hdr), le32_load(hdr + 4) | STREAM_FRAME_SUM,
-					   len, stream_sum32(payload, len));
-	else
-		stream_frame_header_encode(hdr, le32_load(hdr), le32_load(hdr + 4), len,
-					   stream_crc32c(0, payload, len));
+	stream_frame_header_encode(hdr, le32_load(hdr),
+				   le32_load(hdr + 4) | (b->sum ? STREAM_FRAME_SUM : 0), len,
+				   payload_check(b->sum, payload, len));
 	return 0;
 }
 
@@ -336,8 +322,7 @@ int stream_frame_check_payload(const struct stream_frame *f, const void *payload
 {
 	if (len != f->length)
 		return -EBADMSG;
-	if ((f->flags & STREAM_FRAME_SUM ? stream_sum32(payload, len) :
-					     stream_crc32c(0, payload, len)) != f->payload_crc)
+	if (payload_check(f->flags & STREAM_FRAME_SUM, payload, len) != f->payload_crc)
 		return -EBADMSG;
 	return 0;
 }

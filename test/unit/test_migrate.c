@@ -305,7 +305,8 @@ static void *recv_thread(void *opaque)
 }
 
 /* multifd: three streams, each with the 2 MiB chunks it owns (chunk % 3),
- * arrive whole (checked by stream_sum32, as between two vmm of this version); a receiver refuses a page of another stream; a dead stream
+ * arrive whole (checked by stream_sum32, as between two vmm of this
+ * version); a receiver refuses a page of another stream; a dead stream
  * fails the pass at once instead of leaving the others blocked. */
 static void test_ram_send_streams(void **state)
 {
