@@ -1,5 +1,6 @@
-/* Guest CPUID: KVM's supported table with the hypervisor bit and per-vCPU
- * topology (APIC IDs in leaves 0x1 and 0xB, core count for AMD). */
+/* Guest CPUID: KVM's supported table with the hypervisor bit, the TSC
+ * deadline timer and per-vCPU topology (APIC IDs in leaves 0x1 and 0xB, core
+ * count for AMD). */
 #include <errno.h>
 #include <linux/kvm.h>
 #include <stdint.h>
@@ -7,6 +8,20 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include "vmm/cpuid.h"
+
+/* KVM emulates the LAPIC's TSC deadline mode but, before Linux 6.14, leaves
+ * it out of the supported table: the VMM is to add it. Without it a Linux
+ * guest calibrates its LAPIC timer against the PIT, which under a loaded or
+ * nested host can fail and leave the guest ticking through the PIT, waking
+ * its vCPUs and KVM's PIT thread hundreds of times a second. */
+static void cpuid_add_tsc_deadline(int kvm_fd, struct kvm_cpuid2 *c)
+{
+	if (ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_DEADLINE_TIMER) <= 0)
+		return;
+	for (uint32_t i = 0; i < c->nent; i++)
+		if (c->entries[i].function == 1)
+			c->entries[i].ecx |= 1u << 24;
+}
 
 struct kvm_cpuid2 *cpuid_supported(int kvm_fd)
 {
@@ -16,8 +31,10 @@ struct kvm_cpuid2 *cpuid_supported(int kvm_fd)
 		if (!c)
 			return NULL;
 		c->nent = (uint32_t)nent;
-		if (ioctl(kvm_fd, KVM_GET_SUPPORTED_CPUID, c) == 0)
+		if (ioctl(kvm_fd, KVM_GET_SUPPORTED_CPUID, c) == 0) {
+			cpuid_add_tsc_deadline(kvm_fd, c);
 			return c;
+		}
 		free(c);
 		if (errno != E2BIG)
 			return NULL;
