@@ -60,6 +60,14 @@ struct migrate;
  * throttle-trigger-threshold of 50%). */
 bool migrate_pass_slow(uint64_t dirty_bytes, uint64_t sent_bytes, bool new_low);
 
+/* Whether one more pass pays once the rest already fits the downtime limit:
+ * sending PAGES at BW bytes/s while the guest dirties DIRTY_PPS pages/s
+ * leaves at most half of them, and takes at least a tenth off EXPECTED_NS,
+ * the downtime of switching over now. A pass of a few hundred pages costs
+ * milliseconds of total time; in the pause they would be milliseconds the
+ * guest's users wait. */
+bool migrate_settle_pass(uint64_t pages, double dirty_pps, double bw, uint64_t expected_ns);
+
 /* Auto-converge's next vCPU throttle (%) after a slow pass at
  * throttle CUR with DIRTY_BPS bytes/s dirtied and BW bytes/s sent: 20 first,
  * then 10 more, or at once what brings the guest's writes (assumed to scale

@@ -31,6 +31,9 @@
  *     |-- PAGES {batch} ... PAGES {batch} -------------------->|
  *     |-- PASS_END {u32 pass} --------------------------------->|
  *     |   ... repeated until converged                           |
+ *     |-- SYNC {} (both have STREAM_CAP_SYNC) ----------------->|
+ *     |<-- SYNC {}  once it has taken in this connection's -----|
+ *     |             frames before it                             |
  *     |                                                          |
  *     |   final pause (vCPUs stopped)                            |
  *     |-- PASS_BEGIN, PAGES ..., PASS_END (last dirty pages) -->|
@@ -88,6 +91,8 @@
 #define STREAM_CAP_MULTIFD	(1ull << 1)
 /* The destination checks payloads by stream_sum32() when a frame says so. */
 #define STREAM_CAP_SUM		(1ull << 2)
+/* The destination answers SYNC with SYNC once it has taken in all before. */
+#define STREAM_CAP_SYNC		(1ull << 3)
 
 /* Frame flag for any type: the payload check is stream_sum32(), not crc32c. */
 #define STREAM_FRAME_SUM	(1u << 31)
@@ -128,7 +133,8 @@ enum stream_type {
 	STREAM_CANCEL = 15,
 	STREAM_PAGE_REQUEST = 16,
 	STREAM_CHANNEL = 17,
-	STREAM_TYPE_MAX = STREAM_CHANNEL,
+	STREAM_SYNC = 18,
+	STREAM_TYPE_MAX = STREAM_SYNC,
 };
 
 #define STREAM_WUR __attribute__((warn_unused_result))

@@ -137,6 +137,9 @@ void vm_join(struct vm *vm);
 bool vm_vcpu_checkpoint(struct vm *vm, unsigned *gen, void (*settle)(void *), void *arg);
 /* CLOCK_MONOTONIC in ns. */
 uint64_t vm_now_ns(void);
+/* The calling thread's CPU time in ns: what a piece of work costs, without
+ * the time other threads held the CPU meanwhile. */
+uint64_t vm_thread_ns(void);
 /* Auto-converge for migration: from now on vCPUs sleep PCT% (0-99) of the
  * time; 0 turns it off. A throttled vCPU sleeps when it is kicked, so the
  * caller kicks them (vm_throttle_kick) every few ms. */

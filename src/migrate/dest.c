@@ -104,12 +104,15 @@ static int dst_apply_cpuid(struct mig_dst *d, const struct kvm_cpuid2 *base)
 
 /* Times saving and loading the vCPU and in-kernel state of this VM, whose
  * vCPUs have not run: the same ioctls the handoff will make, so the source
- * can count them in its downtime model. Microseconds, 0 if it failed. */
+ * can count them in its downtime model. Microseconds of this thread's CPU,
+ * 0 if it failed: the source's guest runs meanwhile, and on a busy host the
+ * wall clock here measured up to ten times the real load (one KVM_SET_PIT2
+ * waited 17 ms for the CPU), while in the handoff that guest is paused. */
 static uint64_t dst_rehearse(struct mig_dst *d)
 {
 	struct migrate *m = d->m;
 	struct vm *vm = m->vm;
-	uint64_t t0 = vm_now_ns();
+	uint64_t t0 = vm_thread_ns();
 	int ret = vmstate_kvm_save(vm, &d->ks) ?: vmstate_kvm_load(vm, &d->ks, d->err,
 								   sizeof(d->err));
 
@@ -124,7 +127,7 @@ static uint64_t dst_rehearse(struct mig_dst *d)
 			 strerror(-ret));
 		return 0;
 	}
-	return (vm_now_ns() - t0) / 1000 + 1;
+	return (vm_thread_ns() - t0) / 1000 + 1;
 }
 
 static int dst_refuse(struct mig_dst *d, int ret)
@@ -260,7 +263,7 @@ static int dst_handshake(struct mig_dst *d)
 	if (d->multifd && getrandom(&d->token, sizeof(d->token), 0) != sizeof(d->token))
 		d->multifd = false;
 	ret = stream_frame_begin(&d->buf, STREAM_ACCEPT, 0, &fr) ?:
-	      stream_buf_put_u64(&d->buf, (caps & STREAM_CAP_SUM) |
+	      stream_buf_put_u64(&d->buf, (caps & (STREAM_CAP_SUM | STREAM_CAP_SYNC)) |
 					  (d->multifd ? STREAM_CAP_MULTIFD : 0)) ?:
 	      stream_buf_put_u64(&d->buf, d->multifd ? d->token : 0) ?:
 	      stream_frame_end(&d->buf, fr) ?: mig_flush(d->m, &d->buf) ?:
@@ -292,8 +295,9 @@ static int dst_handshake(struct mig_dst *d)
 }
 
 /* Fault injection for the migration tests: VMM_TEST_FAULT=WHERE makes the
- * destination die abruptly at that point (cpu: first vCPU state, in
- * stop-and-copy; ready: right after READY, before GO). */
+ * destination die abruptly at that point (sync: the SYNC that ends pre-copy;
+ * cpu: first vCPU state, in stop-and-copy; ready: right after READY, before
+ * GO). */
 static void dst_test_fault(const char *where)
 {
 	const char *f = getenv("VMM_TEST_FAULT");
@@ -361,6 +365,13 @@ static int dst_receive(struct mig_dst *d)
 			pthread_mutex_unlock(&m->lock);
 			break;
 		case STREAM_PASS_END:
+			break;
+		case STREAM_SYNC:	/* everything before it is in */
+			dst_test_fault("sync");
+			ret = stream_frame_put(&d->buf, STREAM_SYNC, NULL, 0) ?:
+			      mig_flush(m, &d->buf);
+			if (ret)
+				return dst_fail(d, ret, "source gone: %s", strerror(-ret));
 			break;
 		case STREAM_PAGES:
 			ret = ram_recv_pages(&d->ram, d->in.data, d->in.len);

@@ -1,9 +1,9 @@
 #!/bin/bash
 # Every failure before the handoff leaves the source guest running exactly as
-# before: an incompatible destination, a destination killed in pre-copy, in
-# stop-and-copy and between READY and GO, a cut link, a flipped byte, a
-# stalled link and migrate_cancel. After all of them the same source still
-# migrates, and not one of the guest's writes is lost.
+# before: an incompatible destination, a destination killed in pre-copy, at
+# its end, in stop-and-copy and between READY and GO, a cut link, a flipped
+# byte, a stalled link and migrate_cancel. After all of them the same source
+# still migrates, and not one of the guest's writes is lost.
 set -euo pipefail
 . "$(dirname "$0")/mig-lib.sh"
 PROXY="python3 $(dirname "$0")/mig-proxy.py"
@@ -65,17 +65,25 @@ kill -9 $DST
 expect_failed "destination killed in pre-copy"
 qmp src migrate-set-parameters '{"max-bandwidth":0,"multifd-channels":1}' >/dev/null
 
-# 3. Destination dies at its first vCPU state (stop-and-copy).
+# 3. Destination dies at the SYNC that ends pre-copy, before the pause.
+new_dst VMM_TEST_FAULT=sync
+migrate_to "$T/dst.mig"
+expect_failed "destination killed at the end of pre-copy"
+qmp src query-migrate | grep -q "waiting for SYNC" || fail "SYNC failure not reported"
+
+# 4. Destination dies at its first vCPU state (stop-and-copy).
 new_dst VMM_TEST_FAULT=cpu
 migrate_to "$T/dst.mig"
 expect_failed "destination killed in stop-and-copy"
+qmp src query-migrate | grep -q "stop-and-copy\|waiting for READY" ||
+	fail "stop-and-copy failure not reported"
 
-# 4. Destination dies right after READY, before GO.
+# 5. Destination dies right after READY, before GO.
 new_dst VMM_TEST_FAULT=ready
 migrate_to "$T/dst.mig"
 expect_failed "destination killed between READY and GO"
 
-# 5-7. A cut link (truncated stream), a flipped byte and a stalled link.
+# 6-8. A cut link (truncated stream), a flipped byte and a stalled link.
 # The guest's region (16 MiB, never a zero page) makes pass 1 carry more
 # than 16 MiB, so each offset lands inside it.
 for mode in cut:3000000 flip:300000 stall:1000000; do
@@ -92,7 +100,7 @@ for mode in cut:3000000 flip:300000 stall:1000000; do
 		fail "destination did not report the broken stream ($mode)"
 done
 
-# 8. migrate_cancel, with two page streams.
+# 9. migrate_cancel, with two page streams.
 qmp src migrate-set-parameters '{"max-bandwidth":1000000,"multifd-channels":2}' >/dev/null
 new_dst
 migrate_to "$T/dst.mig"

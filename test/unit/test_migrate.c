@@ -730,6 +730,29 @@ static void test_pass_slow(void **state)
 	assert_true(migrate_pass_slow(0, 241000000, false));
 }
 
+/* One more pass once the rest fits the limit: only if it leaves at most
+ * half the pages and takes a tenth off the expected downtime. */
+static void test_settle_pass(void **state)
+{
+	(void)state;
+	/* the idle bench guest: 92 pages at 36 MB/s (10.5 ms), 11 pages/s
+	 * dirtied, 42 ms expected: yes; with one page left: no */
+	assert_true(migrate_settle_pass(92, 11, 36e6, 42000000));
+	assert_false(migrate_settle_pass(1, 11, 36e6, 31000000));
+	/* the 20k bench guest, throttled: 800 pages take 60 ms at 55 MB/s, in
+	 * which it dirties 14000/s x 60 ms = 836 more: no */
+	assert_false(migrate_settle_pass(800, 14000, 55e6, 90000000));
+	/* leaving exactly half is enough; 4104 bytes a page at 4104 kB/s */
+	assert_true(migrate_settle_pass(1000, 500, 4104000, 100000000));
+	assert_false(migrate_settle_pass(1000, 501, 4104000, 100000000));
+	/* saving under a tenth of the expected downtime: no */
+	assert_false(migrate_settle_pass(10, 0, 4104000, 100000001));
+	assert_true(migrate_settle_pass(10, 0, 4104000, 100000000));
+	/* no bandwidth measured yet, or nothing left: no */
+	assert_false(migrate_settle_pass(92, 11, 0, 42000000));
+	assert_false(migrate_settle_pass(0, 0, 36e6, 42000000));
+}
+
 /* Auto-converge's steps: 20, +10, or what the rates call for, capped. */
 static void test_next_throttle(void **state)
 {
@@ -808,6 +831,7 @@ int main(void)
 		cmocka_unit_test(test_throttle),
 		cmocka_unit_test(test_pass_slow),
 		cmocka_unit_test(test_next_throttle),
+		cmocka_unit_test(test_settle_pass),
 		cmocka_unit_test(test_ram_send_paced),
 	};
 
