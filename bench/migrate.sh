@@ -50,11 +50,14 @@ if [ ! -w /dev/kvm ] && [ -z "${VMM_IN_SANDBOX:-}" ]; then
 				SANDBOX_STALL=240 bash test/sandbox/sandbox.sh --timeout 1500 -- \
 					env VMM_IN_SANDBOX=1 WORKLOADS="$rate" ROUNDS=1 \
 					bash bench/migrate.sh >"$out" 2>&1 || rc=$?
-				[ "$rc" -eq 125 ] && [ "$try" -lt 3 ] &&
-					{ echo "bench: $label, round $round: the sandbox wedged; again"; continue; }
-				break
+				[ "$rc" -eq 125 ] && [ "$try" -lt 3 ] || break
+				echo "bench: $label, round $round: the sandbox wedged; again"
 			done
-			[ "$rc" -eq 0 ] || { cat "$out"; echo "bench: round failed ($rc)" >&2; exit 1; }
+			if [ "$rc" -ne 0 ]; then
+				cat "$out"
+				echo "bench: round failed ($rc)" >&2
+				exit 1
+			fi
 			sed -n 's/, round 1:/, round '"$round"':/p' "$out"
 			lines+=("$(grep '^ratios:' "$out")")
 		done
@@ -149,7 +152,8 @@ for rate in $WORKLOADS; do
 	for round in $(seq 1 "$ROUNDS"); do
 		read -r vd vt vb vms vmd vp vc vx <<<"$(one vmm "$rate")"
 		read -r qd qt qb _ _ qp qc _ <<<"$(one qemu "$rate")"
-		rd=$(ratio "$vd" "$qd") rt=$(ratio "$vt" "$qt") rb=$(ratio "$vb" "$qb") rc=$(ratio "$vc" "$qc")
+		rd=$(ratio "$vd" "$qd") rt=$(ratio "$vt" "$qt")
+		rb=$(ratio "$vb" "$qb") rc=$(ratio "$vc" "$qc")
 		lines+=("ratios: $rd $rt $rb $rc")
 		echo "$label, round $round: downtime vmm ${vd} ms / qemu ${qd} ms = $rd;" \
 			"total vmm ${vt} ms / qemu ${qt} ms = $rt;" \
