@@ -317,13 +317,14 @@ static int src_precopy(struct mig_src *s, uint32_t *last)
 			 (long long)pending, (unsigned long long)rate, (unsigned long long)exp,
 			 throttle);
 		*last = pass;
-		if (exp <= p.downtime_limit_ms && pass < p.max_passes &&
-		    migrate_settle_pass((uint64_t)pending, (double)rate, s->bw, exp * 1000000)) {
-			vmm_info("migration: the rest fits the limit; one more pass to take its "
-				 "%lld pages out of the pause", (long long)pending);
-			continue;
-		}
 		if (exp <= p.downtime_limit_ms) {
+			if (pass < p.max_passes &&
+			    migrate_settle_pass((uint64_t)pending, (double)rate, s->bw,
+						exp * 1000000)) {
+				vmm_info("migration: the rest fits the limit; one more pass to take "
+					 "its %lld pages out of the pause", (long long)pending);
+				continue;
+			}
 			vmm_info("switching over after pass %u: %lld pages left, expected downtime %llu ms "
 				 "(%.0f MB/s, sync %llu us, state load %llu us, round trip %llu us)",
 				 pass, (long long)pending, (unsigned long long)exp, s->bw / 1e6,

@@ -324,20 +324,22 @@ bool vm_vcpu_checkpoint(struct vm *vm, unsigned *gen, void (*settle)(void *), vo
 	return run;
 }
 
-uint64_t vm_now_ns(void)
+static uint64_t vm_clock_ns(clockid_t clock)
 {
 	struct timespec ts;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	clock_gettime(clock, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t vm_now_ns(void)
+{
+	return vm_clock_ns(CLOCK_MONOTONIC);
 }
 
 uint64_t vm_thread_ns(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+	return vm_clock_ns(CLOCK_THREAD_CPUTIME_ID);
 }
 
 void vm_set_throttle(struct vm *vm, unsigned pct)
