@@ -147,14 +147,19 @@ static void *vmm_receiver(void *opaque)
 	while (!ret) {
 		struct stream_frame f;
 
-		ret = chan_recv_frame(&x->c, &f, &in, STREAM_MAX_PAYLOAD);
+		ret = chan_recv_header(&x->c, &f, STREAM_MAX_PAYLOAD);
+		if (!ret && f.type == STREAM_PAGES) {
+			ret = ram_recv(&x->r, &x->c, &f, &in);
+			continue;
+		}
+		ret = ret ?: chan_recv_payload(&x->c, &f, &in);
 		if (ret || f.type == end)
 			break;
-		if (f.type == STREAM_PAGES)
-			ret = ram_recv_pages(&x->r, in.data, in.len);
-		else if (x->r.idx || f.type != STREAM_PASS_BEGIN)
+		if (x->r.idx || f.type != STREAM_PASS_BEGIN)
 			ret = -EPROTO;
 	}
+	if (!ret && x->r.torn)
+		ret = -EBADMSG;		/* nothing writes the source's RAM here */
 	x->t1 = now_ns();
 	x->ret = ret;
 	if (ret)
@@ -173,7 +178,9 @@ static int vmm_send(struct run *run, struct chan *const *c)
 
 	if (ret)
 		return ret;
-	t.sum = true;	/* as between two vmm that both offer STREAM_CAP_SUM */
+	/* as between two vmm that both offer STREAM_CAP_SUM and _INPLACE */
+	t.sum = true;
+	t.inplace = true;
 	stream_buf_init(&b);
 	run->t0 = now_ns();
 	ret = stream_u32_put(&b, STREAM_PASS_BEGIN, 1) ?: chan_send(c[0], b.data, b.len);

@@ -36,8 +36,9 @@ int chan_connect(struct chan *c, const char *uri, int timeout_ms, char *err, siz
 int chan_listen(const char *uri, char *err, size_t errlen) VMM_MUST_CHECK;
 /* Accepts one connection on LFD within TIMEOUT_MS (-1: forever); 0 or -errno. */
 int chan_accept(struct chan *c, int lfd, int timeout_ms) VMM_MUST_CHECK;
-/* Sends all of IOV[0..N) or fails (-ETIMEDOUT, -EPIPE, ...). */
-int chan_sendv(struct chan *c, const struct iovec *iov, int n) VMM_MUST_CHECK;
+/* Sends all of IOV[0..N) or fails (-ETIMEDOUT, -EPIPE, ...); IOV's entries
+ * are used up (advanced) on the way. */
+int chan_sendv(struct chan *c, struct iovec *iov, int n) VMM_MUST_CHECK;
 /* Sends LEN bytes of BUF or fails. */
 int chan_send(struct chan *c, const void *buf, size_t len) VMM_MUST_CHECK;
 /* Caps a TCP connection's pacing rate (0: none), so the kernel spreads the
@@ -45,6 +46,16 @@ int chan_send(struct chan *c, const void *buf, size_t len) VMM_MUST_CHECK;
 void chan_set_rate(struct chan *c, uint64_t bytes_per_s);
 /* Receives exactly LEN bytes; -ECONNRESET on EOF, -ETIMEDOUT when stalled. */
 int chan_recv(struct chan *c, void *buf, size_t len) VMM_MUST_CHECK;
+/* Receives exactly the bytes IOV[0..N) holds, using its entries up; 0 or
+ * -errno as chan_recv(). */
+int chan_recvv(struct chan *c, struct iovec *iov, int n) VMM_MUST_CHECK;
+/* Receives one frame header, checked, announcing at most MAX payload bytes;
+ * 0 or -errno. */
+int chan_recv_header(struct chan *c, struct stream_frame *f, uint64_t max) VMM_MUST_CHECK;
+/* Receives the payload of the frame F into PAYLOAD (reset first) and checks
+ * it; 0 or -errno. */
+int chan_recv_payload(struct chan *c, const struct stream_frame *f,
+		      struct stream_buf *payload) VMM_MUST_CHECK;
 /* Receives one frame whose payload is at most MAX bytes into PAYLOAD
  * (reset first), checking both crcs; 0 or -errno. */
 int chan_recv_frame(struct chan *c, struct stream_frame *f, struct stream_buf *payload,

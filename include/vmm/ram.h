@@ -46,6 +46,9 @@ struct ram_lane {
 	struct stream_buf buf;
 	struct stream_page_batch pb;
 	bool open;                /* a PAGES frame is being filled (pb) */
+	/* the frame to send: buf, then (inplace) the pages' data in guest RAM */
+	struct iovec *iov;
+	int niov;
 	uint64_t start_ns, sent;  /* this pass, for max_bandwidth */
 	struct ram_stats stats;   /* this pass's */
 	/* pagemap entries of one chunk, to skip never-touched pages */
@@ -68,6 +71,7 @@ struct ram_tracker {
 	int pagemap_fd;           /* /proc/self/pagemap, or -1 */
 	uint64_t max_bandwidth;   /* bytes/s, 0 = unlimited */
 	bool sum;                 /* PAGES checked by stream_sum32() (STREAM_CAP_SUM) */
+	bool inplace;             /* PAGES sent from guest RAM (STREAM_CAP_INPLACE) */
 	struct ram_stats stats;   /* all passes; the extra streams' added after each */
 	struct ram_lane lanes[RAM_MAX_STREAMS];
 	uint64_t pass_pages;      /* pending when the pass began */
@@ -101,13 +105,17 @@ uint64_t ram_pending(const struct ram_tracker *t);
  * set). A failed stream shuts the others' connections down. */
 int ram_send_pass(struct ram_tracker *t, struct chan *const *c, int n) VMM_MUST_CHECK;
 
-/* Destination: written-page map so zero pages only touch RAM when needed.
- * With several streams each has a copy (ram_recv_stream) sharing the map;
- * a stream only takes the pages it owns, so no word of it is shared. */
+/* Destination: written-page map so zero pages only touch RAM when needed,
+ * and the map of pages whose data failed its check (torn on the source, or
+ * corrupt) until they come again. With several streams each has a copy
+ * (ram_recv_stream) sharing the maps; a stream only takes the pages it owns,
+ * so no word of them is shared. */
 struct ram_receiver {
 	struct guest_mem *mem;
 	uint64_t *written;
+	uint64_t *unverified;
 	uint64_t pages;
+	uint64_t torn;            /* pages that failed their check, this copy */
 	int idx, n;               /* this stream of n (0 of 1 by default) */
 };
 
@@ -118,6 +126,14 @@ int ram_recv_init_mem(struct ram_receiver *r, struct guest_mem *mem) VMM_MUST_CH
 /* Validates a whole PAGES payload, then writes it into guest RAM; 0 or
  * -EBADMSG/-EFAULT (nothing written on a validation error). */
 int ram_recv_pages(struct ram_receiver *r, const void *payload, size_t len) VMM_MUST_CHECK;
+/* Takes the payload of the PAGES frame F (its header just read) off C into
+ * guest RAM: an inplace frame's index through IN and its pages straight into
+ * place, others whole through IN; 0, -EBADMSG/-EFAULT for a bad batch
+ * (nothing written if its index is bad), or C's error. */
+int ram_recv(struct ram_receiver *r, struct chan *c, const struct stream_frame *f,
+	     struct stream_buf *in) VMM_MUST_CHECK;
+/* Returns the number of pages whose last data failed its check. */
+uint64_t ram_recv_unverified(const struct ram_receiver *r);
 /* Makes OUT the receiver of stream IDX of N, sharing R's map. */
 void ram_recv_stream(struct ram_receiver *out, const struct ram_receiver *r, int idx, int n);
 /* Frees the receiver (not the copies). */

@@ -76,6 +76,22 @@
  * low 12 bits are exactly one of STREAM_PAGE_ZERO (nothing follows) or
  * STREAM_PAGE_NORMAL (4096 bytes of page data follow). The count must match the
  * frame length exactly.
+ *
+ * PAGES with frame flag STREAM_PAGES_INPLACE (only to a peer that offered
+ * STREAM_CAP_INPLACE): the index first, then the data, so the receiver can
+ * read each page straight into guest RAM and the sender can send it straight
+ * from there:
+ *
+ *   u32 count (at most STREAM_PAGES_MAX_INPLACE), then count entries of
+ *   { u64 gpa | flags, u32 page check }, gpas strictly increasing, then the
+ *   4096 bytes of every STREAM_PAGE_NORMAL page in entry order.
+ *
+ * The frame's payload check covers the count and the entries only. A page's
+ * check is the stream_sum32() of its data (0 for a zero page). The sender
+ * computes it before the socket copies the page, and the guest may write the
+ * page in between: such a torn page fails its check. The guest's write also
+ * dirtied it, so it comes again in a later pass; the receiver keeps the
+ * pages that failed and fails the migration if any is left at DONE.
  */
 
 #include <stdbool.h>
@@ -93,6 +109,8 @@
 #define STREAM_CAP_SUM		(1ull << 2)
 /* The destination answers SYNC with SYNC once it has taken in all before. */
 #define STREAM_CAP_SYNC		(1ull << 3)
+/* The destination takes PAGES frames with STREAM_PAGES_INPLACE. */
+#define STREAM_CAP_INPLACE	(1ull << 4)
 
 /* Frame flag for any type: the payload check is stream_sum32(), not crc32c. */
 #define STREAM_FRAME_SUM	(1u << 31)
@@ -112,6 +130,10 @@
 #define STREAM_PAGES_HDR	4u
 /* A batch size that keeps a PAGES frame under STREAM_MAX_PAYLOAD. */
 #define STREAM_PAGES_PER_BATCH	1024u
+/* PAGES frame flag: index first, then the pages' data (see above). */
+#define STREAM_PAGES_INPLACE	(1u << 0)
+#define STREAM_PAGE_ENTRY_INPLACE 12u
+#define STREAM_PAGES_MAX_INPLACE 2048u
 
 #define STREAM_REASON_MAX	256
 
@@ -173,13 +195,17 @@ struct stream_page_batch {
 	uint32_t count;
 	uint32_t zero;		/* pages sent as STREAM_PAGE_ZERO */
 	uint32_t normal;	/* pages sent with data */
+	bool inplace;		/* STREAM_PAGES_INPLACE: the buffer holds the index */
+	uint64_t last_gpa;	/* inplace: the last entry's */
 };
 
 /* One page handed out by stream_pages_next(). */
 struct stream_page {
 	uint64_t gpa;
 	uint32_t flags;		/* STREAM_PAGE_ZERO or STREAM_PAGE_NORMAL */
-	const void *data;	/* STREAM_PAGE_SIZE bytes, NULL for a zero page */
+	const void *data;	/* STREAM_PAGE_SIZE bytes, NULL for a zero page and
+				 * in an inplace batch */
+	uint32_t check;		/* inplace batch: the page's stream_sum32() */
 };
 
 /*
@@ -193,6 +219,8 @@ struct stream_page_iter {
 	struct stream_reader r;
 	uint32_t count;
 	uint32_t index;
+	uint32_t normal;	/* pages with data */
+	bool inplace;
 };
 
 /* --- crc32c (Castagnoli), zlib-style chaining: start with crc = 0 --- */
@@ -216,6 +244,8 @@ bool stream_crc32c_hw_available(void);
  * second one. Many times cheaper than crc32c where the crc32 instruction is
  * slow or missing, and about as fast where it is not. */
 uint32_t stream_sum32(const void *p, size_t len);
+/* Same answer from the portable code (stream_sum32() may use AVX2); for tests. */
+uint32_t stream_sum32_generic(const void *p, size_t len);
 
 /* --- zero pages --- */
 
@@ -334,6 +364,17 @@ int stream_pages_add(struct stream_buf *b, struct stream_page_batch *pb, uint64_
 		     const void *data) STREAM_WUR;
 /* Finishes the PAGES frame (count, length, crcs); returns 0 or the buffer's first error. */
 int stream_pages_end(struct stream_buf *b, struct stream_page_batch *pb) STREAM_WUR;
+/* Starts a PAGES frame with STREAM_PAGES_INPLACE; b then holds only its header
+ * and index, and the caller sends the pages' data after it; 0 or -errno. */
+int stream_pages_begin_inplace(struct stream_buf *b, struct stream_page_batch *pb) STREAM_WUR;
+/*
+ * Adds the index entry of the page at page-aligned gpa (above the last one) to
+ * an inplace batch: returns 1 if the 4096 bytes at data must follow the index
+ * (in the order added), 0 if it went as a zero page (data NULL or all zero),
+ * or -EINVAL (misaligned or out of order), -EOVERFLOW (batch full), -ENOMEM.
+ */
+int stream_pages_add_index(struct stream_buf *b, struct stream_page_batch *pb, uint64_t gpa,
+			   const void *data) STREAM_WUR;
 
 /*
  * Validates a whole PAGES payload before anything is handed out: count matches
@@ -342,6 +383,20 @@ int stream_pages_end(struct stream_buf *b, struct stream_page_batch *pb) STREAM_
  */
 int stream_pages_iter_init(struct stream_page_iter *it, const void *payload, size_t len,
 			   stream_gpa_check_fn check, void *opaque) STREAM_WUR;
+/* Bytes of the index of inplace PAGES frame F (count and entries), from its
+ * COUNT (the payload's first u32); -EBADMSG if count is over
+ * STREAM_PAGES_MAX_INPLACE or the index does not fit F's length. */
+int64_t stream_pages_index_size(const struct stream_frame *f, uint32_t count);
+/*
+ * Validates the index of inplace PAGES frame F, INDEX[0..len) (count and
+ * entries, len from stream_pages_index_size()): the frame's payload check,
+ * flags, strictly increasing gpas, check() on every page, and F's length being
+ * exactly the index and the data of it->normal pages. Returns 0, -EBADMSG or
+ * check()'s error; the entries are then handed out by stream_pages_next().
+ */
+int stream_pages_index_init(struct stream_page_iter *it, const struct stream_frame *f,
+			    const void *index, size_t len, stream_gpa_check_fn check,
+			    void *opaque) STREAM_WUR;
 /* Hands out the next page of a validated batch: returns 1 (page set), 0 (end) or -EBADMSG. */
 int stream_pages_next(struct stream_page_iter *it, struct stream_page *pg) STREAM_WUR;
 

@@ -218,85 +218,84 @@ static int chan_run(struct chan *c, struct io_uring_sqe *sqe)
 	return res;
 }
 
-int chan_sendv(struct chan *c, const struct iovec *iov_in, int n)
+/* Sends (SEND) or receives all of IOV[0..N), advancing its entries as bytes
+ * move; 0 or -errno (-EPIPE or -ECONNRESET when the peer is gone). */
+static int chan_xfer(struct chan *c, struct iovec *iov, int n, bool send)
 {
-	struct iovec iov[16];
 	struct msghdr msg = { 0 };
 	int idx = 0;
 
-	if (n > (int)ARRAY_SIZE(iov))
-		return -EINVAL;
-	memcpy(iov, iov_in, (size_t)n * sizeof(iov[0]));
-	while (idx < n) {
-		struct io_uring_sqe *sqe = io_uring_get_sqe(&c->ring);
+	for (;;) {
+		struct io_uring_sqe *sqe;
 		int res;
 
+		while (idx < n && iov[idx].iov_len == 0)
+			idx++;
+		if (idx == n)
+			return 0;
+		sqe = io_uring_get_sqe(&c->ring);
 		if (!sqe)
 			return -EBUSY;
 		msg.msg_iov = iov + idx;
-		msg.msg_iovlen = (size_t)(n - idx);
-		io_uring_prep_sendmsg(sqe, c->fd, &msg, MSG_NOSIGNAL);
+		msg.msg_iovlen = (size_t)(n - idx < UIO_MAXIOV ? n - idx : UIO_MAXIOV);
+		if (send)
+			io_uring_prep_sendmsg(sqe, c->fd, &msg, MSG_NOSIGNAL);
+		else
+			io_uring_prep_recvmsg(sqe, c->fd, &msg, MSG_WAITALL);
 		res = chan_run(c, sqe);
 		if (res < 0)
 			return res;
 		if (res == 0)
-			return -EPIPE;
-		c->sent += (uint64_t)res;
-		for (size_t left = (size_t)res; left && idx < n;) {
-			if (left >= iov[idx].iov_len) {
-				left -= iov[idx++].iov_len;
-			} else {
+			return send ? -EPIPE : -ECONNRESET;
+		*(send ? &c->sent : &c->received) += (uint64_t)res;
+		for (size_t left = (size_t)res; left; idx++) {
+			if (left < iov[idx].iov_len) {
 				iov[idx].iov_base = (uint8_t *)iov[idx].iov_base + left;
 				iov[idx].iov_len -= left;
-				left = 0;
+				break;
 			}
+			left -= iov[idx].iov_len;
+			iov[idx].iov_len = 0;
 		}
-		while (idx < n && iov[idx].iov_len == 0)
-			idx++;
 	}
-	return 0;
+}
+
+int chan_sendv(struct chan *c, struct iovec *iov, int n)
+{
+	return chan_xfer(c, iov, n, true);
 }
 
 int chan_send(struct chan *c, const void *buf, size_t len)
 {
 	struct iovec iov = { (void *)buf, len };
 
-	return chan_sendv(c, &iov, 1);
+	return chan_xfer(c, &iov, 1, true);
+}
+
+int chan_recvv(struct chan *c, struct iovec *iov, int n)
+{
+	return chan_xfer(c, iov, n, false);
 }
 
 int chan_recv(struct chan *c, void *buf, size_t len)
 {
-	size_t got = 0;
+	struct iovec iov = { buf, len };
 
-	while (got < len) {
-		struct io_uring_sqe *sqe = io_uring_get_sqe(&c->ring);
-		int res;
-
-		if (!sqe)
-			return -EBUSY;
-		io_uring_prep_recv(sqe, c->fd, (uint8_t *)buf + got, len - got, MSG_WAITALL);
-		res = chan_run(c, sqe);
-		if (res < 0)
-			return res;
-		if (res == 0)
-			return -ECONNRESET;
-		got += (size_t)res;
-		c->received += (uint64_t)res;
-	}
-	return 0;
+	return chan_xfer(c, &iov, 1, false);
 }
 
-int chan_recv_frame(struct chan *c, struct stream_frame *f, struct stream_buf *payload,
-		    uint64_t max)
+int chan_recv_header(struct chan *c, struct stream_frame *f, uint64_t max)
 {
 	uint8_t hdr[STREAM_FRAME_HDR_SIZE];
 	int ret = chan_recv(c, hdr, sizeof(hdr));
 
-	if (ret)
-		return ret;
-	ret = stream_frame_parse_header(hdr, sizeof(hdr), f, max);
-	if (ret)
-		return ret;
+	return ret ?: stream_frame_parse_header(hdr, sizeof(hdr), f, max);
+}
+
+int chan_recv_payload(struct chan *c, const struct stream_frame *f, struct stream_buf *payload)
+{
+	int ret;
+
 	stream_buf_reset(payload);
 	ret = stream_buf_reserve(payload, f->length);
 	if (ret)
@@ -306,6 +305,12 @@ int chan_recv_frame(struct chan *c, struct stream_frame *f, struct stream_buf *p
 		return ret;
 	payload->len = f->length;
 	return stream_frame_check_payload(f, payload->data, payload->len);
+}
+
+int chan_recv_frame(struct chan *c, struct stream_frame *f, struct stream_buf *payload,
+		    uint64_t max)
+{
+	return chan_recv_header(c, f, max) ?: chan_recv_payload(c, f, payload);
 }
 
 void chan_set_rate(struct chan *c, uint64_t bytes_per_s)

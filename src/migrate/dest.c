@@ -163,16 +163,17 @@ static void *dst_lane_thread(void *arg)
 
 	for (;;) {
 		struct stream_frame f;
-		int ret = chan_recv_frame(l->c, &f, &l->in, STREAM_MAX_PAYLOAD);
+		int ret = chan_recv_header(l->c, &f, STREAM_MAX_PAYLOAD);
 
-		if (!ret && f.type == STREAM_DONE) {
-			l->done = true;
-			return NULL;
+		if (!ret && f.type == STREAM_PAGES) {
+			ret = ram_recv(&l->ram, l->c, &f, &l->in);
+		} else if (!ret) {
+			ret = chan_recv_payload(l->c, &f, &l->in) ?:
+			      (f.type == STREAM_DONE ? 0 : -EPROTO);
+			l->done = !ret;
+			if (l->done)
+				return NULL;
 		}
-		if (!ret && f.type != STREAM_PAGES)
-			ret = -EPROTO;
-		if (!ret)
-			ret = ram_recv_pages(&l->ram, l->in.data, l->in.len);
 		if (ret) {
 			snprintf(l->err, sizeof(l->err), "page stream %d: %s", l->ram.idx,
 				 ret == -EPROTO ? "unexpected frame" : strerror(-ret));
@@ -263,7 +264,8 @@ static int dst_handshake(struct mig_dst *d)
 	if (d->multifd && getrandom(&d->token, sizeof(d->token), 0) != sizeof(d->token))
 		d->multifd = false;
 	ret = stream_frame_begin(&d->buf, STREAM_ACCEPT, 0, &fr) ?:
-	      stream_buf_put_u64(&d->buf, (caps & (STREAM_CAP_SUM | STREAM_CAP_SYNC)) |
+	      stream_buf_put_u64(&d->buf, (caps & (STREAM_CAP_SUM | STREAM_CAP_SYNC |
+						   STREAM_CAP_INPLACE)) |
 					  (d->multifd ? STREAM_CAP_MULTIFD : 0)) ?:
 	      stream_buf_put_u64(&d->buf, d->multifd ? d->token : 0) ?:
 	      stream_frame_end(&d->buf, fr) ?: mig_flush(d->m, &d->buf) ?:
@@ -338,6 +340,23 @@ static int dst_device(struct mig_dst *d, struct stream_reader *r)
 	return 0;
 }
 
+/* Every page's last data passed its check. A page torn on the source (the
+ * guest wrote it while it was sent) fails it, and comes again in a later
+ * pass; one that never does was corrupted on the way. */
+static int dst_check_pages(struct mig_dst *d)
+{
+	uint64_t torn = d->ram.torn, bad = ram_recv_unverified(&d->ram);
+
+	for (int i = 0; i < d->nlanes; i++)
+		torn += d->lanes[i].ram.torn;
+	if (bad)
+		return dst_fail(d, -EBADMSG, "%" PRIu64 " pages failed their check and never "
+				"came again: the stream was corrupted", bad);
+	if (torn)
+		vmm_info("migration: %" PRIu64 " pages arrived torn and came again", torn);
+	return 0;
+}
+
 /* Receives frames until DONE. */
 static int dst_receive(struct mig_dst *d)
 {
@@ -346,8 +365,11 @@ static int dst_receive(struct mig_dst *d)
 	for (;;) {
 		struct stream_frame f;
 		struct stream_reader r;
-		int ret = chan_recv_frame(&m->chan, &f, &d->in, STREAM_MAX_PAYLOAD);
+		int ret = chan_recv_header(&m->chan, &f, STREAM_MAX_PAYLOAD);
 		uint32_t pass;
+
+		if (!ret && f.type != STREAM_PAGES)
+			ret = chan_recv_payload(&m->chan, &f, &d->in);
 
 		if (ret) {
 			for (int i = 0; i < d->nlanes; i++)
@@ -374,9 +396,12 @@ static int dst_receive(struct mig_dst *d)
 				return dst_fail(d, ret, "source gone: %s", strerror(-ret));
 			break;
 		case STREAM_PAGES:
-			ret = ram_recv_pages(&d->ram, d->in.data, d->in.len);
-			if (ret)
+			ret = ram_recv(&d->ram, &m->chan, &f, &d->in);
+			if (ret == -EBADMSG || ret == -EFAULT)
 				return dst_fail(d, ret, "bad page batch: %s", strerror(-ret));
+			if (ret)
+				return dst_fail(d, ret, "migration stream broken: %s",
+						strerror(-ret));
 			break;
 		case STREAM_CPU:
 			dst_test_fault("cpu");
@@ -394,7 +419,7 @@ static int dst_receive(struct mig_dst *d)
 				return ret;
 			break;
 		case STREAM_DONE:
-			return dst_join_lanes(d);
+			return dst_join_lanes(d) ?: dst_check_pages(d);
 		case STREAM_CANCEL:
 			return dst_fail(d, -ECANCELED, "the source cancelled the migration");
 		default:

@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include "vmm/ram.h"
 #include "vmm/vm.h"
+#include "le.h"
 
 #define RAM_BATCH STREAM_PAGES_PER_BATCH
 
@@ -101,8 +102,11 @@ void ram_track_stop(struct ram_tracker *t)
 	if (t->pagemap_fd >= 0)
 		close(t->pagemap_fd);
 	t->pagemap_fd = -1;
-	for (int i = 0; i < RAM_MAX_STREAMS; i++)
+	for (int i = 0; i < RAM_MAX_STREAMS; i++) {
 		stream_buf_free(&t->lanes[i].buf);
+		free(t->lanes[i].iov);
+		t->lanes[i].iov = NULL;
+	}
 	t->dirty = t->scratch = t->user = NULL;
 	t->vm = NULL;
 	t->mem = NULL;
@@ -174,8 +178,10 @@ static int ram_encode(struct ram_lane *l, uint64_t w0, uint64_t w1)
 	l->pm_valid = false;
 	if (!l->open) {
 		stream_buf_reset(&l->buf);
-		err = stream_pages_begin(&l->buf, &l->pb);
+		err = t->inplace ? stream_pages_begin_inplace(&l->buf, &l->pb)
+				 : stream_pages_begin(&l->buf, &l->pb);
 		l->open = !err;
+		l->niov = 1;
 	}
 	for (uint64_t w = w0; !err && w < w1; w++) {
 		uint64_t bits = t->dirty[w];
@@ -183,11 +189,19 @@ static int ram_encode(struct ram_lane *l, uint64_t w0, uint64_t w1)
 		t->dirty[w] = 0;
 		while (bits && !err) {
 			uint64_t page = w * 64 + (uint64_t)__builtin_ctzll(bits);
-			uint64_t off = page * PAGE_SIZE;
+			uint64_t gpa = mem_page_gpa(mem, page);
+			uint8_t *data = ram_page_present(l, page) ? mem->base + page * PAGE_SIZE
+								  : NULL;
 
 			bits &= bits - 1;
-			err = stream_pages_add(&l->buf, &l->pb, mem_page_gpa(mem, page),
-					       ram_page_present(l, page) ? mem->base + off : NULL);
+			if (!t->inplace) {
+				err = stream_pages_add(&l->buf, &l->pb, gpa, data);
+				continue;
+			}
+			err = stream_pages_add_index(&l->buf, &l->pb, gpa, data);
+			if (err == 1)
+				l->iov[l->niov++] = (struct iovec){ data, PAGE_SIZE };
+			err = err < 0 ? err : 0;
 		}
 	}
 	return err;
@@ -233,8 +247,9 @@ static int ram_send_batch(struct ram_lane *l)
 {
 	struct ram_tracker *t = l->t;
 	struct ram_stats *st = l->idx ? &l->stats : &t->stats;
-	uint64_t rate = t->max_bandwidth / (uint64_t)l->n, pages = l->pb.count;
-	size_t slice;
+	uint64_t rate = t->max_bandwidth / (uint64_t)l->n, pages = l->pb.count, bytes;
+	struct iovec *iov = l->iov, rest;
+	size_t slice = SIZE_MAX;
 	int err;
 
 	if (!l->open)
@@ -243,18 +258,26 @@ static int ram_send_batch(struct ram_lane *l)
 	err = stream_pages_end(&l->buf, &l->pb);
 	if (err)
 		return err;
-	slice = l->buf.len;
+	iov[0] = (struct iovec){ l->buf.data, l->buf.len };
+	bytes = l->buf.len + (t->inplace ? (uint64_t)l->pb.normal * PAGE_SIZE : 0);
 	if (rate) {
 		slice = rate / 1000;
 		slice = slice < (16 << 10) ? (16 << 10) : slice > (4 << 20) ? (4 << 20) : slice;
 	}
-	for (size_t off = 0; off < l->buf.len;) {
-		size_t n = l->buf.len - off < slice ? l->buf.len - off : slice;
+	for (int i = 0, j; i < l->niov; i = j) {
+		size_t n = 0;
 
-		err = chan_send(l->c, l->buf.data + off, n);
+		for (j = i; j < l->niov && n < slice; j++)
+			n += iov[j].iov_len;
+		rest.iov_len = n > slice ? n - slice : 0;	/* split the last entry */
+		rest.iov_base = (uint8_t *)iov[j - 1].iov_base + iov[j - 1].iov_len - rest.iov_len;
+		iov[j - 1].iov_len -= rest.iov_len;
+		err = chan_sendv(l->c, iov + i, j - i);
 		if (err)
 			return err;
-		off += n;
+		if (rest.iov_len)
+			iov[--j] = rest;
+		n -= rest.iov_len;
 		l->sent += n;
 		if (l->idx)
 			atomic_fetch_add(&t->xsent, n);
@@ -262,7 +285,7 @@ static int ram_send_batch(struct ram_lane *l)
 	}
 	st->duplicate += l->pb.zero;
 	st->normal += l->pb.normal;
-	st->bytes += l->buf.len;
+	st->bytes += bytes;
 	pages += atomic_fetch_add(&t->done, pages);
 	if (!l->idx && t->progress)
 		t->progress(t->progress_opaque, t->pass_pages - pages);
@@ -385,6 +408,10 @@ int ram_send_pass(struct ram_tracker *t, struct chan *const *c, int n)
 		l->err = 0;
 		l->open = false;
 		l->buf.sum = t->sum;
+		if (!l->iov)
+			l->iov = malloc((1 + STREAM_PAGES_MAX_INPLACE) * sizeof(*l->iov));
+		if (!l->iov)
+			return -ENOMEM;
 		memset(&l->stats, 0, sizeof(l->stats));
 	}
 	for (; started < n; started++) {
@@ -418,9 +445,15 @@ int ram_recv_init_mem(struct ram_receiver *r, struct guest_mem *mem)
 	r->mem = mem;
 	r->pages = mem->size / PAGE_SIZE;
 	r->written = calloc((r->pages + 63) / 64, 8);
+	r->unverified = calloc((r->pages + 63) / 64, 8);
+	r->torn = 0;
 	r->idx = 0;
 	r->n = 1;
-	return r->written ? 0 : -ENOMEM;
+	if (!r->written || !r->unverified) {
+		ram_recv_destroy(r);
+		return -ENOMEM;
+	}
+	return 0;
 }
 
 int ram_recv_init(struct ram_receiver *r, struct vm *vm)
@@ -431,14 +464,25 @@ int ram_recv_init(struct ram_receiver *r, struct vm *vm)
 void ram_recv_destroy(struct ram_receiver *r)
 {
 	free(r->written);
-	r->written = NULL;
+	free(r->unverified);
+	r->written = r->unverified = NULL;
 }
 
 void ram_recv_stream(struct ram_receiver *out, const struct ram_receiver *r, int idx, int n)
 {
 	*out = *r;
+	out->torn = 0;
 	out->idx = idx;
 	out->n = n;
+}
+
+uint64_t ram_recv_unverified(const struct ram_receiver *r)
+{
+	uint64_t n = 0;
+
+	for (uint64_t w = 0; w < (r->pages + 63) / 64; w++)
+		n += (uint64_t)__builtin_popcountll(r->unverified[w]);
+	return n;
 }
 
 /* A page in guest RAM, and one this stream owns. */
@@ -452,6 +496,31 @@ static int ram_check_gpa(void *opaque, uint64_t gpa, uint64_t len)
 	return r->n > 1 && ram_stream_of((uint64_t)page, r->n) != r->idx ? -EBADMSG : 0;
 }
 
+/* Takes in page PG of a validated batch, whose data (if any) is already at
+ * DST, or at pg->data to be copied there. */
+static void ram_recv_page(struct ram_receiver *r, const struct stream_page *pg, uint8_t *dst)
+{
+	uint64_t idx = (uint64_t)mem_gpa_page(r->mem, pg->gpa), bit = 1ULL << (idx % 64);
+	bool ok = true;
+
+	if (pg->flags == STREAM_PAGE_NORMAL) {
+		if (pg->data)
+			memcpy(dst, pg->data, PAGE_SIZE);	/* checked with its frame */
+		else
+			ok = stream_sum32(dst, PAGE_SIZE) == pg->check;
+		r->written[idx / 64] |= bit;
+	} else if (r->written[idx / 64] & bit) {
+		memset(dst, 0, PAGE_SIZE);   /* fresh RAM is zero: only rewrites */
+		r->written[idx / 64] &= ~bit;
+	}
+	if (ok) {
+		r->unverified[idx / 64] &= ~bit;
+	} else {
+		r->unverified[idx / 64] |= bit;
+		r->torn++;
+	}
+}
+
 int ram_recv_pages(struct ram_receiver *r, const void *payload, size_t len)
 {
 	struct stream_page_iter it;
@@ -460,20 +529,52 @@ int ram_recv_pages(struct ram_receiver *r, const void *payload, size_t len)
 
 	if (ret)
 		return ret;
-	while ((ret = stream_pages_next(&it, &pg)) == 1) {
-		uint8_t *dst = mem_gpa_ptr(r->mem, pg.gpa, PAGE_SIZE);
-		int64_t idx = mem_gpa_page(r->mem, pg.gpa);
-		uint64_t bit = 1ULL << (idx % 64);
-
-		if (!dst || idx < 0)
-			return -EFAULT;
-		if (pg.data) {
-			memcpy(dst, pg.data, PAGE_SIZE);
-			r->written[idx / 64] |= bit;
-		} else if (r->written[idx / 64] & bit) {
-			memset(dst, 0, PAGE_SIZE);   /* fresh RAM is zero: only rewrites */
-			r->written[idx / 64] &= ~bit;
-		}
-	}
+	while ((ret = stream_pages_next(&it, &pg)) == 1)
+		ram_recv_page(r, &pg, mem_gpa_ptr(r->mem, pg.gpa, PAGE_SIZE));
 	return ret;
+}
+
+/* An inplace frame: the index into IN and checked, then every page's data
+ * straight into guest RAM, then each page checked there. */
+static int ram_recv_inplace(struct ram_receiver *r, struct chan *c, const struct stream_frame *f,
+			    struct stream_buf *in)
+{
+	struct iovec iov[STREAM_PAGES_MAX_INPLACE];
+	struct stream_page_iter it, pages;
+	struct stream_page pg;
+	int64_t len;
+	int n = 0, ret;
+
+	stream_buf_reset(in);
+	ret = stream_buf_reserve(in, STREAM_PAGES_HDR) ?:
+	      chan_recv(c, in->data, STREAM_PAGES_HDR);
+	if (ret)
+		return ret;
+	len = stream_pages_index_size(f, le32_load(in->data));
+	if (len < 0)
+		return (int)len;
+	ret = stream_buf_reserve(in, (size_t)len) ?:
+	      chan_recv(c, in->data + STREAM_PAGES_HDR, (size_t)len - STREAM_PAGES_HDR) ?:
+	      stream_pages_index_init(&it, f, in->data, (size_t)len, ram_check_gpa, r);
+	if (ret)
+		return ret;
+	in->len = (size_t)len;
+	pages = it;
+	while ((ret = stream_pages_next(&it, &pg)) == 1)
+		if (pg.flags == STREAM_PAGE_NORMAL)
+			iov[n++] = (struct iovec){ mem_gpa_ptr(r->mem, pg.gpa, PAGE_SIZE), PAGE_SIZE };
+	ret = ret ?: chan_recvv(c, iov, n);
+	if (ret)
+		return ret;
+	while ((ret = stream_pages_next(&pages, &pg)) == 1)
+		ram_recv_page(r, &pg, mem_gpa_ptr(r->mem, pg.gpa, PAGE_SIZE));
+	return ret;
+}
+
+int ram_recv(struct ram_receiver *r, struct chan *c, const struct stream_frame *f,
+	     struct stream_buf *in)
+{
+	if (f->flags & STREAM_PAGES_INPLACE)
+		return ram_recv_inplace(r, c, f, in);
+	return chan_recv_payload(c, f, in) ?: ram_recv_pages(r, in->data, in->len);
 }

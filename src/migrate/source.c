@@ -31,6 +31,7 @@ struct mig_src {
 	bool unlocked;            /* disk image locks dropped for the handoff */
 	bool sum;                 /* the destination takes STREAM_FRAME_SUM */
 	bool sync;                /* and answers STREAM_SYNC */
+	bool inplace;             /* and takes STREAM_PAGES_INPLACE frames */
 	char err[256];
 	uint64_t pause_ns;
 	double bw;                /* measured bytes/s */
@@ -126,7 +127,8 @@ static int src_handshake(struct mig_src *s)
 	s->chans[0] = &s->m->chan;
 	s->nchans = 1;
 	migrate_get_params(s->m, &p);
-	want = STREAM_CAP_SUM | STREAM_CAP_SYNC | (p.multifd_channels > 1 ? STREAM_CAP_MULTIFD : 0);
+	want = STREAM_CAP_SUM | STREAM_CAP_SYNC | STREAM_CAP_INPLACE |
+	       (p.multifd_channels > 1 ? STREAM_CAP_MULTIFD : 0);
 	ret = stream_hello_put(&s->buf, want) ?: mig_flush(s->m, &s->buf);
 	if (!ret)
 		ret = src_expect_accept(s, "HELLO", &caps, &token);
@@ -145,6 +147,7 @@ static int src_handshake(struct mig_src *s)
 	s->restore_ns = us * 1000;
 	s->sum = caps & STREAM_CAP_SUM;
 	s->sync = caps & STREAM_CAP_SYNC;
+	s->inplace = caps & STREAM_CAP_INPLACE;
 	if (!ret && (want & STREAM_CAP_MULTIFD) && (caps & STREAM_CAP_MULTIFD))
 		ret = src_channels(s, token, (int)p.multifd_channels);
 	else if (!ret && (want & STREAM_CAP_MULTIFD))
@@ -590,6 +593,7 @@ void *mig_source_thread(void *arg)
 		ret = ram_track_start(&s->ram, m->vm);
 		s->tracking = !ret;
 		s->ram.sum = s->sum;
+		s->ram.inplace = s->inplace;
 		s->ram.cancel = &m->cancel;
 		s->ram.progress = src_progress;
 		s->ram.progress_opaque = s;

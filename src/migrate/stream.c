@@ -306,8 +306,8 @@ int stream_frame_parse_header(const void *buf, size_t len, struct stream_frame *
 	type = le32_load(p);
 	if (type < STREAM_HELLO || type > STREAM_TYPE_MAX)
 		return -EPROTO;
-	if (le32_load(p + 4) & ~STREAM_FRAME_SUM)
-		return -EPROTO;		/* no type has flags of its own yet */
+	if (le32_load(p + 4) & ~(STREAM_FRAME_SUM | (type == STREAM_PAGES ? STREAM_PAGES_INPLACE : 0)))
+		return -EPROTO;
 	length = le64_load(p + 8);
 	if (length > max_payload)
 		return -EMSGSIZE;
@@ -455,7 +455,7 @@ int stream_pages_add(struct stream_buf *b, struct stream_page_batch *pb, uint64_
 {
 	uint8_t *p;
 
-	if (gpa & STREAM_PAGE_FLAG_MASK)
+	if ((gpa & STREAM_PAGE_FLAG_MASK) || pb->inplace)
 		return -EINVAL;
 	if (pb->count == UINT32_MAX)
 		return -EOVERFLOW;
@@ -477,6 +477,8 @@ int stream_pages_add(struct stream_buf *b, struct stream_page_batch *pb, uint64_
 
 int stream_pages_end(struct stream_buf *b, struct stream_page_batch *pb)
 {
+	const uint8_t *index;
+	size_t len;
 	int ret;
 
 	if (b->err)
@@ -484,28 +486,118 @@ int stream_pages_end(struct stream_buf *b, struct stream_page_batch *pb)
 	ret = stream_buf_patch_u32(b, pb->frame + STREAM_FRAME_HDR_SIZE, pb->count);
 	if (ret)
 		return ret;
-	return stream_frame_end(b, pb->frame);
+	if (!pb->inplace)
+		return stream_frame_end(b, pb->frame);
+	/* the check covers the index; the length counts the data sent after it */
+	index = b->data + pb->frame + STREAM_FRAME_HDR_SIZE;
+	len = b->len - pb->frame - STREAM_FRAME_HDR_SIZE;
+	stream_frame_header_encode(b->data + pb->frame, STREAM_PAGES,
+				   STREAM_PAGES_INPLACE | (b->sum ? STREAM_FRAME_SUM : 0),
+				   len + (uint64_t)pb->normal * STREAM_PAGE_SIZE,
+				   payload_check(b->sum, index, len));
+	return 0;
 }
 
-/* Decodes one entry at it->r; returns 0 with *pg set, or -EBADMSG. */
-static int pages_entry(struct stream_reader *r, struct stream_page *pg)
+int stream_pages_begin_inplace(struct stream_buf *b, struct stream_page_batch *pb)
+{
+	int ret;
+
+	memset(pb, 0, sizeof(*pb));
+	pb->inplace = true;
+	ret = stream_frame_begin(b, STREAM_PAGES, STREAM_PAGES_INPLACE, &pb->frame);
+	if (ret)
+		return ret;
+	return stream_buf_put_u32(b, 0);	/* count, patched at the end */
+}
+
+int stream_pages_add_index(struct stream_buf *b, struct stream_page_batch *pb, uint64_t gpa,
+			   const void *data)
+{
+	bool zero = !data || stream_page_is_zero(data);
+
+	if ((gpa & STREAM_PAGE_FLAG_MASK) || !pb->inplace || (pb->count && gpa <= pb->last_gpa))
+		return -EINVAL;
+	if (pb->count == STREAM_PAGES_MAX_INPLACE)
+		return -EOVERFLOW;
+	stream_buf_put_u64(b, gpa | (zero ? STREAM_PAGE_ZERO : STREAM_PAGE_NORMAL));
+	if (stream_buf_put_u32(b, zero ? 0 : stream_sum32(data, STREAM_PAGE_SIZE)))
+		return b->err;
+	pb->count++;
+	pb->last_gpa = gpa;
+	if (zero)
+		pb->zero++;
+	else
+		pb->normal++;
+	return !zero;
+}
+
+/* Decodes one entry at it->r; returns 0 with *pg set, or -EBADMSG. An
+ * inplace entry has a check instead of data. */
+static int pages_entry(struct stream_reader *r, bool inplace, struct stream_page *pg)
 {
 	uint64_t v;
-	uint32_t flags;
+	uint32_t flags, check = 0;
 	const void *data = NULL;
 
-	if (stream_get_u64(r, &v))
+	if (stream_get_u64(r, &v) || (inplace && stream_get_u32(r, &check)))
 		return -EBADMSG;
 	flags = (uint32_t)(v & STREAM_PAGE_FLAG_MASK);
 	if (flags == STREAM_PAGE_NORMAL) {
-		if (stream_get_ptr(r, STREAM_PAGE_SIZE, &data))
+		if (!inplace && stream_get_ptr(r, STREAM_PAGE_SIZE, &data))
 			return -EBADMSG;
-	} else if (flags != STREAM_PAGE_ZERO) {
+	} else if (flags != STREAM_PAGE_ZERO || check) {
 		return -EBADMSG;	/* unknown flag, or a misaligned gpa */
 	}
 	pg->gpa = v & ~STREAM_PAGE_FLAG_MASK;
 	pg->flags = flags;
 	pg->data = data;
+	pg->check = check;
+	return 0;
+}
+
+int64_t stream_pages_index_size(const struct stream_frame *f, uint32_t count)
+{
+	uint64_t len = STREAM_PAGES_HDR + (uint64_t)count * STREAM_PAGE_ENTRY_INPLACE;
+
+	if (count > STREAM_PAGES_MAX_INPLACE || len > f->length)
+		return -EBADMSG;
+	return (int64_t)len;
+}
+
+int stream_pages_index_init(struct stream_page_iter *it, const struct stream_frame *f,
+			    const void *index, size_t len, stream_gpa_check_fn check,
+			    void *opaque)
+{
+	struct stream_reader r;
+	struct stream_page pg;
+	uint64_t last = 0;
+	uint32_t count, normal = 0;
+	int ret;
+
+	stream_reader_init(&r, index, len);
+	if (!(f->flags & STREAM_PAGES_INPLACE) || stream_get_u32(&r, &count) ||
+	    stream_pages_index_size(f, count) != (int64_t)len ||
+	    payload_check(f->flags & STREAM_FRAME_SUM, index, len) != f->payload_crc)
+		return -EBADMSG;
+	it->r = r;
+	for (uint32_t i = 0; i < count; i++) {
+		ret = pages_entry(&r, true, &pg);
+		if (ret)
+			return ret;
+		if (i && pg.gpa <= last)
+			return -EBADMSG;
+		last = pg.gpa;
+		ret = check(opaque, pg.gpa, STREAM_PAGE_SIZE);
+		if (ret)
+			return ret < 0 ? ret : -EFAULT;
+		normal += pg.flags == STREAM_PAGE_NORMAL;
+	}
+	if (f->length != len + (uint64_t)normal * STREAM_PAGE_SIZE)
+		return -EBADMSG;
+	it->count = count;
+	it->index = 0;
+	it->normal = normal;
+	it->inplace = true;
 	return 0;
 }
 
@@ -523,18 +615,21 @@ int stream_pages_iter_init(struct stream_page_iter *it, const void *payload, siz
 	if (count > stream_reader_remaining(&r) / STREAM_PAGE_ENTRY_ZERO)
 		return -EBADMSG;
 	it->r = r;
+	it->normal = 0;
 	for (i = 0; i < count; i++) {
-		ret = pages_entry(&r, &pg);
+		ret = pages_entry(&r, false, &pg);
 		if (ret)
 			return ret;
 		ret = check(opaque, pg.gpa, STREAM_PAGE_SIZE);
 		if (ret)
 			return ret < 0 ? ret : -EFAULT;
+		it->normal += pg.flags == STREAM_PAGE_NORMAL;
 	}
 	if (stream_reader_remaining(&r))
 		return -EBADMSG;	/* trailing bytes: count disagrees with length */
 	it->count = count;
 	it->index = 0;
+	it->inplace = false;
 	return 0;
 }
 
@@ -544,7 +639,7 @@ int stream_pages_next(struct stream_page_iter *it, struct stream_page *pg)
 
 	if (it->index >= it->count)
 		return 0;
-	ret = pages_entry(&it->r, pg);
+	ret = pages_entry(&it->r, it->inplace, pg);
 	if (ret)
 		return ret;
 	it->index++;

@@ -265,13 +265,15 @@ static int pass_over(struct ram_tracker *t, struct ram_receiver *r, struct chan 
 	stream_buf_init(&in);
 	assert_int_equal(pthread_create(&th, NULL, send_thread, &x), 0);
 	for (uint64_t got = 0; got < pages; frames++) {
-		assert_int_equal(chan_recv_frame(b, &f, &in, STREAM_MAX_PAYLOAD), 0);
+		assert_int_equal(chan_recv_header(b, &f, STREAM_MAX_PAYLOAD), 0);
 		assert_int_equal(f.type, STREAM_PAGES);
+		assert_int_equal(!!(f.flags & STREAM_PAGES_INPLACE), t->inplace);
+		assert_int_equal(ram_recv(r, b, &f, &in), 0);
 		got += in.data[0] | (uint32_t)in.data[1] << 8 | (uint32_t)in.data[2] << 16;
-		assert_int_equal(ram_recv_pages(r, in.data, in.len), 0);
 	}
 	pthread_join(th, NULL);
 	assert_int_equal(x.ret, 0);
+	assert_int_equal(ram_recv_unverified(r), 0);
 	stream_buf_free(&in);
 	return frames;
 }
@@ -292,13 +294,14 @@ static void *recv_thread(void *opaque)
 
 	stream_buf_init(&in);
 	for (;;) {
-		x->ret = chan_recv_frame(x->c, &f, &in, STREAM_MAX_PAYLOAD);
+		x->ret = chan_recv_header(x->c, &f, STREAM_MAX_PAYLOAD);
 		if (x->ret || f.type == STREAM_DONE)
 			break;
-		x->pages += in.data[0] | (uint32_t)in.data[1] << 8 | (uint32_t)in.data[2] << 16;
-		x->ret = ram_recv_pages(&x->r, in.data, in.len);
+		x->ret = ram_recv(&x->r, x->c, &f, &in);
 		if (x->ret)
 			break;
+		/* the index or the whole payload: both start with the count */
+		x->pages += in.data[0] | (uint32_t)in.data[1] << 8 | (uint32_t)in.data[2] << 16;
 	}
 	stream_buf_free(&in);
 	return NULL;
@@ -328,6 +331,7 @@ static void test_ram_send_streams(void **state)
 		memset(src.base + i * 4096, i % 5 ? (int)(i % 251) + 1 : 0, 4096);
 	assert_int_equal(ram_send_init(&t, &src), 0);
 	t.sum = true;
+	t.inplace = true;
 	assert_int_equal(ram_recv_init_mem(&r, &dst), 0);
 	stream_buf_init(&out);
 	for (int k = 0; k < 3; k++) {
@@ -349,6 +353,7 @@ static void test_ram_send_streams(void **state)
 	assert_int_equal(x[1].pages, 3 * 512);
 	assert_int_equal(x[2].pages, 2 * 512);
 	assert_int_equal(ram_pending(&t), 0);
+	assert_int_equal(ram_recv_unverified(&r), 0);
 	assert_int_equal(t.stats.normal + t.stats.duplicate, npages);
 	assert_int_equal(t.stats.duplicate, (npages + 4) / 5);
 	assert_true(ram_equal(&src, &dst));
@@ -388,7 +393,7 @@ static void test_ram_send_streams(void **state)
 /* max-bandwidth paces the stream: 4 MiB at 20 MB/s arrives over ~200 ms, a
  * slice at a time, not in one burst followed by a pause. Lower bounds only:
  * a slow machine can be later, never earlier. */
-static void test_ram_send_paced(void **state)
+static void ram_send_paced(bool inplace)
 {
 	const uint64_t size = 4ULL << 20;
 	static uint8_t sink[1 << 16];
@@ -404,6 +409,7 @@ static void test_ram_send_paced(void **state)
 	chan_pair(&a, &b, 5000);
 	assert_int_equal(ram_send_init(&t, &src), 0);
 	t.max_bandwidth = 20000000;
+	t.inplace = inplace;
 	t0 = vm_now_ns();
 	assert_int_equal(pthread_create(&th, NULL, send_thread, &x), 0);
 	while (got < size) {
@@ -424,6 +430,12 @@ static void test_ram_send_paced(void **state)
 	mem_destroy(&src);
 }
 
+static void test_ram_send_paced(void **state)
+{
+	ram_send_paced(false);
+	ram_send_paced(true);
+}
+
 /* True if no page of [P, P + LEN) is mapped (never touched, not even read). */
 static bool untouched(const uint8_t *p, size_t len)
 {
@@ -441,7 +453,7 @@ static bool untouched(const uint8_t *p, size_t len)
  * as they are; pages never touched are sent as zero without being read and
  * left alone at the destination; one written after a pass that found it
  * untouched is read by the next pass. */
-static void test_ram_send_roundtrip(void **state)
+static void ram_send_roundtrip(bool inplace)
 {
 	const uint64_t size = 16ULL << 20, npages = size / 4096, hole = npages - 1024;
 	const uint64_t normal = (hole + 6) / 7;
@@ -460,6 +472,7 @@ static void test_ram_send_roundtrip(void **state)
 	/* pages from `hole` on (4 MiB, 2 MiB-aligned): never touched */
 	chan_pair(&a, &b, 5000);
 	assert_int_equal(ram_send_init(&t, &src), 0);
+	t.inplace = inplace;
 	assert_int_equal(ram_recv_init_mem(&r, &dst), 0);
 	assert_int_equal(ram_pending(&t), npages);
 	assert_true(pass_over(&t, &r, &a, &b, npages) > 1);
@@ -482,6 +495,96 @@ static void test_ram_send_roundtrip(void **state)
 	ram_recv_destroy(&r);
 	chan_close(&a);
 	chan_close(&b);
+	mem_destroy(&src);
+	mem_destroy(&dst);
+}
+
+static void test_ram_send_roundtrip(void **state)
+{
+	ram_send_roundtrip(false);
+	ram_send_roundtrip(true);	/* as between two vmm of this version */
+}
+
+/* Sends the inplace PAGES frame in B (header and index) and the data of its
+ * pages at DATA[0..N) over A. */
+static void send_inplace(struct chan *a, const struct stream_buf *b, uint8_t *const *data, int n)
+{
+	struct iovec iov[8] = { { b->data, b->len } };
+
+	assert_true(n < 8);
+	for (int i = 0; i < n; i++)
+		iov[1 + i] = (struct iovec){ data[i], 4096 };
+	assert_int_equal(chan_sendv(a, iov, 1 + n), 0);
+}
+
+/* A page the guest writes between its check and the socket's copy (torn)
+ * lands, is known to be unverified, and is verified when it comes again;
+ * a bad index is refused before any page is written. */
+static void test_ram_inplace_torn(void **state)
+{
+	struct guest_mem src, dst;
+	struct ram_receiver r;
+	struct stream_page_batch pb;
+	struct stream_frame f;
+	struct stream_buf b, in;
+	struct chan a, c;
+	uint8_t *p[3];
+
+	assert_int_equal(mem_init(&src, 1 << 20), 0);
+	assert_int_equal(mem_init(&dst, 1 << 20), 0);
+	assert_int_equal(ram_recv_init_mem(&r, &dst), 0);
+	for (int i = 0; i < 3; i++) {
+		p[i] = src.base + (i + 1) * 4096;
+		memset(p[i], 0x10 + i, 4096);
+	}
+	chan_pair(&a, &c, 5000);
+	stream_buf_init(&b);
+	stream_buf_init(&in);
+	/* pages 1-3; page 2 changes after its check was taken */
+	assert_int_equal(stream_pages_begin_inplace(&b, &pb), 0);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(stream_pages_add_index(&b, &pb, (i + 1) * 4096, p[i]), 1);
+	assert_int_equal(stream_pages_end(&b, &pb), 0);
+	p[1][100] = 0x77;
+	send_inplace(&a, &b, p, 3);
+	assert_int_equal(chan_recv_header(&c, &f, STREAM_MAX_PAYLOAD), 0);
+	assert_int_equal(ram_recv(&r, &c, &f, &in), 0);
+	assert_int_equal(memcmp(src.base, dst.base, 4 * 4096), 0);
+	assert_int_equal(ram_recv_unverified(&r), 1);
+	assert_int_equal(r.torn, 1);
+	/* page 2 again: now it checks out */
+	stream_buf_reset(&b);
+	assert_int_equal(stream_pages_begin_inplace(&b, &pb), 0);
+	assert_int_equal(stream_pages_add_index(&b, &pb, 2 * 4096, p[1]), 1);
+	assert_int_equal(stream_pages_end(&b, &pb), 0);
+	send_inplace(&a, &b, &p[1], 1);
+	assert_int_equal(chan_recv_header(&c, &f, STREAM_MAX_PAYLOAD), 0);
+	assert_int_equal(ram_recv(&r, &c, &f, &in), 0);
+	assert_int_equal(ram_recv_unverified(&r), 0);
+	/* a flipped bit in the index: refused, and no page written */
+	memset(p[2], 0x99, 4096);
+	stream_buf_reset(&b);
+	assert_int_equal(stream_pages_begin_inplace(&b, &pb), 0);
+	assert_int_equal(stream_pages_add_index(&b, &pb, 3 * 4096, p[2]), 1);
+	assert_int_equal(stream_pages_end(&b, &pb), 0);
+	b.data[STREAM_FRAME_HDR_SIZE + 5] ^= 0x01;
+	send_inplace(&a, &b, &p[2], 1);
+	assert_int_equal(chan_recv_header(&c, &f, STREAM_MAX_PAYLOAD), 0);
+	assert_int_equal(ram_recv(&r, &c, &f, &in), -EBADMSG);
+	assert_int_equal(dst.base[3 * 4096], 0x12);
+	/* a truncated stream: the connection's error */
+	chan_close(&c);
+	chan_close(&a);
+	chan_pair(&a, &c, 5000);
+	b.data[STREAM_FRAME_HDR_SIZE + 5] ^= 0x01;
+	assert_int_equal(chan_send(&a, b.data, b.len), 0);
+	chan_close(&a);
+	assert_int_equal(chan_recv_header(&c, &f, STREAM_MAX_PAYLOAD), 0);
+	assert_int_equal(ram_recv(&r, &c, &f, &in), -ECONNRESET);
+	stream_buf_free(&b);
+	stream_buf_free(&in);
+	chan_close(&c);
+	ram_recv_destroy(&r);
 	mem_destroy(&src);
 	mem_destroy(&dst);
 }
@@ -823,6 +926,7 @@ int main(void)
 		cmocka_unit_test(test_ram_receive_runs),
 		cmocka_unit_test(test_ram_send_roundtrip),
 		cmocka_unit_test(test_ram_send_streams),
+		cmocka_unit_test(test_ram_inplace_torn),
 		cmocka_unit_test(test_shape_check),
 		cmocka_unit_test(test_serial_state),
 		cmocka_unit_test(test_pm_state),

@@ -419,7 +419,8 @@ static uint32_t sum32_ref(const uint8_t *p, size_t len)
 static void test_sum32(void **state)
 {
 	enum { N = 64 << 10 };
-	static const size_t lens[] = { 0, 1, 3, 15, 16, 17, 31, 4108, N - 1, N };
+	static const size_t lens[] = { 0, 1, 3, 15, 16, 17, 31, 63, 64, 65, 127, 4096, 4108,
+				       N - 1, N };
 	uint8_t *buf = malloc(N);
 	uint32_t seed = 4242, ref;
 
@@ -431,9 +432,12 @@ static void test_sum32(void **state)
 	}
 	/* the wire format: pinned, so a change to it cannot pass unnoticed */
 	assert_int_equal(stream_sum32("123456789", 9), 0x9B79604Eu);
-	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++)
+	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
 		assert_int_equal(stream_sum32(buf, lens[i]), sum32_ref(buf, lens[i]));
+		assert_int_equal(stream_sum32_generic(buf, lens[i]), sum32_ref(buf, lens[i]));
+	}
 	assert_int_equal(stream_sum32(buf + 3, 1000), sum32_ref(buf + 3, 1000));
+	assert_int_equal(stream_sum32_generic(buf + 3, 1000), sum32_ref(buf + 3, 1000));
 	/* a zero byte more is another payload */
 	memset(buf + 100, 0, 1);
 	assert_int_not_equal(stream_sum32(buf, 100), stream_sum32(buf, 101));
@@ -665,6 +669,108 @@ static void test_pages_round_trip(void **state)
 	stream_buf_free(&b);
 }
 
+/* STREAM_PAGES_INPLACE: the header and index bytes, the index checks, and
+ * every way an index can be wrong. */
+static void test_pages_inplace(void **state)
+{
+	static uint8_t page[STREAM_PAGE_SIZE], page2[STREAM_PAGE_SIZE];
+	static uint8_t idx[4 + 3 * STREAM_PAGE_ENTRY_INPLACE];
+	struct stream_page_batch pb;
+	struct stream_page_iter it;
+	struct stream_page pg;
+	struct stream_frame f;
+	struct stream_buf b;
+	const uint8_t *index;
+	unsigned calls = 0;
+	uint8_t hdr[STREAM_FRAME_HDR_SIZE];
+
+	fill_page(page, 1);
+	fill_page(page2, 2);
+	stream_buf_init(&b);
+	assert_int_equal(stream_pages_begin_inplace(&b, &pb), 0);
+	assert_int_equal(stream_pages_add(&b, &pb, 0x1000, page), -EINVAL);
+	assert_int_equal(stream_pages_add_index(&b, &pb, 0x1000, NULL), 0);
+	assert_int_equal(stream_pages_add_index(&b, &pb, 0x2000, page), 1);
+	assert_int_equal(stream_pages_add_index(&b, &pb, 0x2000, page2), -EINVAL);
+	assert_int_equal(stream_pages_add_index(&b, &pb, 0x3001, page2), -EINVAL);
+	assert_int_equal(stream_pages_add_index(&b, &pb, 0x3000, page2), 1);
+	assert_int_equal(stream_pages_end(&b, &pb), 0);
+	assert_int_equal(pb.zero, 1);
+	assert_int_equal(pb.normal, 2);
+	/* the buffer holds the header and the index; the data goes after it */
+	assert_int_equal(b.len, STREAM_FRAME_HDR_SIZE + sizeof(idx));
+	assert_int_equal(stream_frame_parse_header(b.data, STREAM_FRAME_HDR_SIZE, &f,
+						   STREAM_MAX_PAYLOAD), 0);
+	assert_int_equal(f.type, STREAM_PAGES);
+	assert_int_equal(f.flags, STREAM_PAGES_INPLACE);
+	assert_int_equal(f.length, sizeof(idx) + 2 * STREAM_PAGE_SIZE);
+	index = b.data + STREAM_FRAME_HDR_SIZE;
+	assert_int_equal(f.payload_crc, stream_crc32c(0, index, sizeof(idx)));
+	assert_int_equal(index[0], 3);
+	assert_int_equal(index[4], 0x01);				/* 0x1000 | ZERO */
+	assert_int_equal(index[5], 0x10);
+	assert_int_equal(index[4 + 12], 0x02);				/* 0x2000 | NORMAL */
+	assert_int_equal(index[4 + 8] | index[4 + 9] << 8 | index[4 + 10] << 16 |
+			 (uint32_t)index[4 + 11] << 24, 0);		/* a zero page's check */
+	assert_int_equal(index[4 + 20] | index[4 + 21] << 8 | index[4 + 22] << 16 |
+			 (uint32_t)index[4 + 23] << 24, stream_sum32(page, STREAM_PAGE_SIZE));
+
+	assert_int_equal(stream_pages_index_size(&f, 3), sizeof(idx));
+	assert_int_equal(stream_pages_index_init(&it, &f, index, sizeof(idx), ram_check, &calls), 0);
+	assert_int_equal(calls, 3);
+	assert_int_equal(it.normal, 2);
+	assert_int_equal(stream_pages_next(&it, &pg), 1);
+	assert_true(pg.gpa == 0x1000 && pg.flags == STREAM_PAGE_ZERO && !pg.data);
+	assert_int_equal(stream_pages_next(&it, &pg), 1);
+	assert_true(pg.gpa == 0x2000 && pg.flags == STREAM_PAGE_NORMAL && !pg.data);
+	assert_int_equal(pg.check, stream_sum32(page, STREAM_PAGE_SIZE));
+	assert_int_equal(stream_pages_next(&it, &pg), 1);
+	assert_int_equal(pg.check, stream_sum32(page2, STREAM_PAGE_SIZE));
+	assert_int_equal(stream_pages_next(&it, &pg), 0);
+
+	/* every flipped byte of the index is caught by its check */
+	memcpy(idx, index, sizeof(idx));
+	for (size_t i = 0; i < sizeof(idx); i++) {
+		idx[i] ^= 0x40;
+		assert_int_equal(stream_pages_index_init(&it, &f, idx, sizeof(idx), ram_check,
+							 NULL), -EBADMSG);
+		idx[i] ^= 0x40;
+	}
+	/* a length that is not exactly the index and two pages */
+	f.length += STREAM_PAGE_SIZE;
+	assert_int_equal(stream_pages_index_init(&it, &f, idx, sizeof(idx), ram_check, NULL),
+			 -EBADMSG);
+	f.length = sizeof(idx) + 2 * STREAM_PAGE_SIZE;
+	assert_int_equal(stream_pages_index_init(&it, &f, idx, sizeof(idx) - 1, ram_check, NULL),
+			 -EBADMSG);
+	/* a count the frame cannot hold, or over the limit */
+	assert_int_equal(stream_pages_index_size(&f, 3000), -EBADMSG);
+	f.length = STREAM_MAX_PAYLOAD;
+	assert_int_equal(stream_pages_index_size(&f, STREAM_PAGES_MAX_INPLACE + 1), -EBADMSG);
+	/* re-checked entries: a page out of order, a zero page with a check, a
+	 * page outside guest RAM */
+	f.length = sizeof(idx) + 2 * STREAM_PAGE_SIZE;
+	idx[4 + 24 + 1] = 0x20;		/* third entry: 0x2000 again */
+	f.payload_crc = stream_crc32c(0, idx, sizeof(idx));
+	assert_int_equal(stream_pages_index_init(&it, &f, idx, sizeof(idx), ram_check, NULL),
+			 -EBADMSG);
+	memcpy(idx, index, sizeof(idx));
+	idx[4 + 8] = 1;
+	f.payload_crc = stream_crc32c(0, idx, sizeof(idx));
+	assert_int_equal(stream_pages_index_init(&it, &f, idx, sizeof(idx), ram_check, NULL),
+			 -EBADMSG);
+	memcpy(idx, index, sizeof(idx));
+	idx[4 + 24 + 2] = 0x10;		/* third entry: 1 MiB + 0x3000, past GUEST_RAM_END */
+	f.payload_crc = stream_crc32c(0, idx, sizeof(idx));
+	assert_int_equal(stream_pages_index_init(&it, &f, idx, sizeof(idx), ram_check, NULL),
+			 -EFAULT);
+	/* the flag belongs to PAGES only */
+	stream_frame_header_encode(hdr, STREAM_DEVICE, STREAM_PAGES_INPLACE, 0, 0);
+	assert_int_equal(stream_frame_parse_header(hdr, sizeof(hdr), &f, STREAM_MAX_PAYLOAD),
+			 -EPROTO);
+	stream_buf_free(&b);
+}
+
 /* --- zero pages --- */
 
 static void test_zero_page(void **state)
@@ -736,6 +842,7 @@ int main(void)
 		cmocka_unit_test(test_get_string),
 		cmocka_unit_test(test_pages_validation),
 		cmocka_unit_test(test_pages_round_trip),
+		cmocka_unit_test(test_pages_inplace),
 		cmocka_unit_test(test_zero_page),
 		cmocka_unit_test(test_buf_basics),
 	};
