@@ -350,8 +350,9 @@ static int dst_check_pages(struct mig_dst *d)
 	for (int i = 0; i < d->nlanes; i++)
 		torn += d->lanes[i].ram.torn;
 	if (bad)
-		return dst_fail(d, -EBADMSG, "%" PRIu64 " pages failed their check and never "
-				"came again: the stream was corrupted", bad);
+		return dst_fail(d, -EBADMSG, "%" PRIu64 " page%s failed %s check and never came "
+				"again: the stream was corrupted", bad, bad == 1 ? "" : "s",
+				bad == 1 ? "its" : "their");
 	if (torn)
 		vmm_info("migration: %" PRIu64 " pages arrived torn and came again", torn);
 	return 0;

@@ -8,7 +8,9 @@
  *             no vCPU ever leaves KVM_RUN on its own
  *   dirty=N   keep incrementing the first byte of each page of N MiB at 16 MiB
  *             (the second byte is a constant, so no page is ever all zero),
- *             printing "guest: pass K" every 64 sweeps (migration tests) */
+ *             printing "guest: pass K" every 64 sweeps (migration tests);
+ *             first fill the 4 MiB at 8 MiB with bytes never written again,
+ *             so a pass after the first does not send them */
 #include <stdint.h>
 
 #define PM1A_CNT 0x604
@@ -16,6 +18,8 @@
 #define PVPANIC_PORT 0x505
 #define COM1 0x3F8
 #define DIRTY_BASE 0x1000000UL
+#define STATIC_BASE 0x800000UL
+#define STATIC_SIZE 0x400000UL
 
 void _start(void) __attribute__((section(".text.start"), naked, noreturn));
 void guest_main(const uint8_t *boot_params) __attribute__((noreturn, used));
@@ -77,7 +81,11 @@ static void __attribute__((noreturn)) halt(void)
 static void __attribute__((noreturn)) dirty(uint64_t mib)
 {
 	volatile uint8_t *p = (volatile uint8_t *)DIRTY_BASE;
+	volatile uint8_t *q = (volatile uint8_t *)STATIC_BASE;
 	uint64_t pages = mib << 8;
+
+	for (uint64_t i = 0; i < STATIC_SIZE; i++)
+		q[i] = (uint8_t)(i * 7 + 1) | 1;
 
 	/* a second byte that never changes: no page of the region is ever all
 	 * zero, so every pass carries its data (the counter wraps through 0) */

@@ -84,9 +84,14 @@ migrate_to "$T/dst.mig"
 expect_failed "destination killed between READY and GO"
 
 # 6-8. A cut link (truncated stream), a flipped byte and a stalled link.
-# The guest's region (16 MiB, never a zero page) makes pass 1 carry more
-# than 16 MiB, so each offset lands inside it.
-for mode in cut:3000000 flip:300000 stall:1000000; do
+# The guest's regions (4 MiB at 8 MiB written once, 16 MiB at 16 MiB
+# dirtied, neither ever a zero page) make pass 1 carry more than 20 MiB, so
+# each offset lands inside it. The flip lands in the data of a page of the
+# first region (pass 1 sends it from about 0.1 MiB on): the page fails its
+# check there, never comes again, and the destination refuses the guest at
+# the end of the stream. A page of the dirtied region would come again
+# intact, and the migration would rightly complete.
+for mode in cut:3000000 flip:2000000 stall:1000000; do
 	new_dst
 	rm -f "$T/proxy.mig"
 	$PROXY "$T/proxy.mig" "$T/dst.mig" "$mode" &
@@ -98,6 +103,8 @@ for mode in cut:3000000 flip:300000 stall:1000000; do
 	wait $DST 2>/dev/null && fail "destination ran after a broken stream ($mode)"
 	grep -q "incoming migration failed" "$T/dst$n.out" || [ "${mode%%:*}" = stall ] ||
 		fail "destination did not report the broken stream ($mode)"
+	grep -q "failed its check and never came again" "$T/dst$n.out" ||
+		[ "${mode%%:*}" != flip ] || fail "the flipped page was not caught"
 done
 
 # 9. migrate_cancel, with two page streams.
