@@ -82,12 +82,14 @@
  * read each page straight into guest RAM and the sender can send it straight
  * from there:
  *
- *   u32 count (at most STREAM_PAGES_MAX_INPLACE), then count entries of
- *   { u64 gpa | flags, u32 page check }, gpas strictly increasing, then the
- *   4096 bytes of every STREAM_PAGE_NORMAL page in entry order.
+ *   u32 count (at most STREAM_PAGES_MAX_INPLACE), u32 normal (how many of
+ *   them are STREAM_PAGE_NORMAL), then count entries of { u64 gpa | flags },
+ *   gpas strictly increasing, each STREAM_PAGE_NORMAL one followed by its
+ *   u32 page check; then the 4096 bytes of every STREAM_PAGE_NORMAL page in
+ *   entry order.
  *
- * The frame's payload check covers the count and the entries only. A page's
- * check is the stream_sum32() of its data (0 for a zero page). The sender
+ * The frame's payload check covers this index only. A page's check is the
+ * stream_sum32() of its data. The sender
  * computes it before the socket copies the page, and the guest may write the
  * page in between: such a torn page fails its check. The guest's write also
  * dirtied it, so it comes again in a later pass; the receiver keeps the
@@ -132,7 +134,7 @@
 #define STREAM_PAGES_PER_BATCH	1024u
 /* PAGES frame flag: index first, then the pages' data (see above). */
 #define STREAM_PAGES_INPLACE	(1u << 0)
-#define STREAM_PAGE_ENTRY_INPLACE 12u
+#define STREAM_PAGES_HDR_INPLACE 8u
 #define STREAM_PAGES_MAX_INPLACE 2048u
 
 #define STREAM_REASON_MAX	256
@@ -383,16 +385,17 @@ int stream_pages_add_index(struct stream_buf *b, struct stream_page_batch *pb, u
  */
 int stream_pages_iter_init(struct stream_page_iter *it, const void *payload, size_t len,
 			   stream_gpa_check_fn check, void *opaque) STREAM_WUR;
-/* Bytes of the index of inplace PAGES frame F (count and entries), from its
- * COUNT (the payload's first u32); -EBADMSG if count is over
- * STREAM_PAGES_MAX_INPLACE or the index does not fit F's length. */
-int64_t stream_pages_index_size(const struct stream_frame *f, uint32_t count);
+/* Bytes of the index of inplace PAGES frame F, from its first two u32s
+ * (COUNT, NORMAL); -EBADMSG if count is over STREAM_PAGES_MAX_INPLACE,
+ * normal over count, or F's length is not exactly that index and the data
+ * of NORMAL pages. */
+int64_t stream_pages_index_size(const struct stream_frame *f, uint32_t count, uint32_t normal);
 /*
- * Validates the index of inplace PAGES frame F, INDEX[0..len) (count and
- * entries, len from stream_pages_index_size()): the frame's payload check,
- * flags, strictly increasing gpas, check() on every page, and F's length being
- * exactly the index and the data of it->normal pages. Returns 0, -EBADMSG or
- * check()'s error; the entries are then handed out by stream_pages_next().
+ * Validates the index of inplace PAGES frame F, INDEX[0..len) (len from
+ * stream_pages_index_size()): the frame's payload check, the entries and
+ * their flags agreeing with the counts, strictly increasing gpas, and check()
+ * on every page. Returns 0, -EBADMSG or check()'s error; the entries are then
+ * handed out by stream_pages_next().
  */
 int stream_pages_index_init(struct stream_page_iter *it, const struct stream_frame *f,
 			    const void *index, size_t len, stream_gpa_check_fn check,

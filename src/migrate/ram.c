@@ -546,15 +546,16 @@ static int ram_recv_inplace(struct ram_receiver *r, struct chan *c, const struct
 	int n = 0, ret;
 
 	stream_buf_reset(in);
-	ret = stream_buf_reserve(in, STREAM_PAGES_HDR) ?:
-	      chan_recv(c, in->data, STREAM_PAGES_HDR);
+	ret = stream_buf_reserve(in, STREAM_PAGES_HDR_INPLACE) ?:
+	      chan_recv(c, in->data, STREAM_PAGES_HDR_INPLACE);
 	if (ret)
 		return ret;
-	len = stream_pages_index_size(f, le32_load(in->data));
+	len = stream_pages_index_size(f, le32_load(in->data), le32_load(in->data + 4));
 	if (len < 0)
 		return (int)len;
 	ret = stream_buf_reserve(in, (size_t)len) ?:
-	      chan_recv(c, in->data + STREAM_PAGES_HDR, (size_t)len - STREAM_PAGES_HDR) ?:
+	      chan_recv(c, in->data + STREAM_PAGES_HDR_INPLACE,
+			(size_t)len - STREAM_PAGES_HDR_INPLACE) ?:
 	      stream_pages_index_init(&it, f, in->data, (size_t)len, ram_check_gpa, r);
 	if (ret)
 		return ret;

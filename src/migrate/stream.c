@@ -488,6 +488,9 @@ int stream_pages_end(struct stream_buf *b, struct stream_page_batch *pb)
 		return ret;
 	if (!pb->inplace)
 		return stream_frame_end(b, pb->frame);
+	ret = stream_buf_patch_u32(b, pb->frame + STREAM_FRAME_HDR_SIZE + 4, pb->normal);
+	if (ret)
+		return ret;
 	/* the check covers the index; the length counts the data sent after it */
 	index = b->data + pb->frame + STREAM_FRAME_HDR_SIZE;
 	len = b->len - pb->frame - STREAM_FRAME_HDR_SIZE;
@@ -507,7 +510,8 @@ int stream_pages_begin_inplace(struct stream_buf *b, struct stream_page_batch *p
 	ret = stream_frame_begin(b, STREAM_PAGES, STREAM_PAGES_INPLACE, &pb->frame);
 	if (ret)
 		return ret;
-	return stream_buf_put_u32(b, 0);	/* count, patched at the end */
+	stream_buf_put_u32(b, 0);		/* count and normal, patched at the end */
+	return stream_buf_put_u32(b, 0);
 }
 
 int stream_pages_add_index(struct stream_buf *b, struct stream_page_batch *pb, uint64_t gpa,
@@ -520,7 +524,9 @@ int stream_pages_add_index(struct stream_buf *b, struct stream_page_batch *pb, u
 	if (pb->count == STREAM_PAGES_MAX_INPLACE)
 		return -EOVERFLOW;
 	stream_buf_put_u64(b, gpa | (zero ? STREAM_PAGE_ZERO : STREAM_PAGE_NORMAL));
-	if (stream_buf_put_u32(b, zero ? 0 : stream_sum32(data, STREAM_PAGE_SIZE)))
+	if (!zero)
+		stream_buf_put_u32(b, stream_sum32(data, STREAM_PAGE_SIZE));
+	if (b->err)
 		return b->err;
 	pb->count++;
 	pb->last_gpa = gpa;
@@ -531,21 +537,21 @@ int stream_pages_add_index(struct stream_buf *b, struct stream_page_batch *pb, u
 	return !zero;
 }
 
-/* Decodes one entry at it->r; returns 0 with *pg set, or -EBADMSG. An
- * inplace entry has a check instead of data. */
+/* Decodes one entry at it->r; returns 0 with *pg set, or -EBADMSG. A
+ * normal page's entry in an inplace index has a check instead of data. */
 static int pages_entry(struct stream_reader *r, bool inplace, struct stream_page *pg)
 {
 	uint64_t v;
 	uint32_t flags, check = 0;
 	const void *data = NULL;
 
-	if (stream_get_u64(r, &v) || (inplace && stream_get_u32(r, &check)))
+	if (stream_get_u64(r, &v))
 		return -EBADMSG;
 	flags = (uint32_t)(v & STREAM_PAGE_FLAG_MASK);
 	if (flags == STREAM_PAGE_NORMAL) {
-		if (!inplace && stream_get_ptr(r, STREAM_PAGE_SIZE, &data))
+		if (inplace ? stream_get_u32(r, &check) : stream_get_ptr(r, STREAM_PAGE_SIZE, &data))
 			return -EBADMSG;
-	} else if (flags != STREAM_PAGE_ZERO || check) {
+	} else if (flags != STREAM_PAGE_ZERO) {
 		return -EBADMSG;	/* unknown flag, or a misaligned gpa */
 	}
 	pg->gpa = v & ~STREAM_PAGE_FLAG_MASK;
@@ -555,11 +561,12 @@ static int pages_entry(struct stream_reader *r, bool inplace, struct stream_page
 	return 0;
 }
 
-int64_t stream_pages_index_size(const struct stream_frame *f, uint32_t count)
+int64_t stream_pages_index_size(const struct stream_frame *f, uint32_t count, uint32_t normal)
 {
-	uint64_t len = STREAM_PAGES_HDR + (uint64_t)count * STREAM_PAGE_ENTRY_INPLACE;
+	uint64_t len = STREAM_PAGES_HDR_INPLACE + (uint64_t)count * 8 + (uint64_t)normal * 4;
 
-	if (count > STREAM_PAGES_MAX_INPLACE || len > f->length)
+	if (count > STREAM_PAGES_MAX_INPLACE || normal > count ||
+	    f->length != len + (uint64_t)normal * STREAM_PAGE_SIZE)
 		return -EBADMSG;
 	return (int64_t)len;
 }
@@ -571,12 +578,13 @@ int stream_pages_index_init(struct stream_page_iter *it, const struct stream_fra
 	struct stream_reader r;
 	struct stream_page pg;
 	uint64_t last = 0;
-	uint32_t count, normal = 0;
+	uint32_t count, normal;
 	int ret;
 
 	stream_reader_init(&r, index, len);
 	if (!(f->flags & STREAM_PAGES_INPLACE) || stream_get_u32(&r, &count) ||
-	    stream_pages_index_size(f, count) != (int64_t)len ||
+	    stream_get_u32(&r, &normal) ||
+	    stream_pages_index_size(f, count, normal) != (int64_t)len ||
 	    payload_check(f->flags & STREAM_FRAME_SUM, index, len) != f->payload_crc)
 		return -EBADMSG;
 	it->r = r;
@@ -590,10 +598,9 @@ int stream_pages_index_init(struct stream_page_iter *it, const struct stream_fra
 		ret = check(opaque, pg.gpa, STREAM_PAGE_SIZE);
 		if (ret)
 			return ret < 0 ? ret : -EFAULT;
-		normal += pg.flags == STREAM_PAGE_NORMAL;
 	}
-	if (f->length != len + (uint64_t)normal * STREAM_PAGE_SIZE)
-		return -EBADMSG;
+	if (stream_reader_remaining(&r))
+		return -EBADMSG;	/* fewer normal pages than it says */
 	it->count = count;
 	it->index = 0;
 	it->normal = normal;

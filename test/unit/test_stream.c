@@ -674,7 +674,7 @@ static void test_pages_round_trip(void **state)
 static void test_pages_inplace(void **state)
 {
 	static uint8_t page[STREAM_PAGE_SIZE], page2[STREAM_PAGE_SIZE];
-	static uint8_t idx[4 + 3 * STREAM_PAGE_ENTRY_INPLACE];
+	uint8_t idx[8 + 3 * 8 + 2 * 4], hdr[STREAM_FRAME_HDR_SIZE];
 	struct stream_page_batch pb;
 	struct stream_page_iter it;
 	struct stream_page pg;
@@ -682,10 +682,12 @@ static void test_pages_inplace(void **state)
 	struct stream_buf b;
 	const uint8_t *index;
 	unsigned calls = 0;
-	uint8_t hdr[STREAM_FRAME_HDR_SIZE];
+	uint32_t sum1, sum2;
 
 	fill_page(page, 1);
 	fill_page(page2, 2);
+	sum1 = stream_sum32(page, STREAM_PAGE_SIZE);
+	sum2 = stream_sum32(page2, STREAM_PAGE_SIZE);
 	stream_buf_init(&b);
 	assert_int_equal(stream_pages_begin_inplace(&b, &pb), 0);
 	assert_int_equal(stream_pages_add(&b, &pb, 0x1000, page), -EINVAL);
@@ -706,16 +708,23 @@ static void test_pages_inplace(void **state)
 	assert_int_equal(f.length, sizeof(idx) + 2 * STREAM_PAGE_SIZE);
 	index = b.data + STREAM_FRAME_HDR_SIZE;
 	assert_int_equal(f.payload_crc, stream_crc32c(0, index, sizeof(idx)));
-	assert_int_equal(index[0], 3);
-	assert_int_equal(index[4], 0x01);				/* 0x1000 | ZERO */
-	assert_int_equal(index[5], 0x10);
-	assert_int_equal(index[4 + 12], 0x02);				/* 0x2000 | NORMAL */
-	assert_int_equal(index[4 + 8] | index[4 + 9] << 8 | index[4 + 10] << 16 |
-			 (uint32_t)index[4 + 11] << 24, 0);		/* a zero page's check */
-	assert_int_equal(index[4 + 20] | index[4 + 21] << 8 | index[4 + 22] << 16 |
-			 (uint32_t)index[4 + 23] << 24, stream_sum32(page, STREAM_PAGE_SIZE));
+	{
+		const uint8_t expected[] = {
+			3, 0, 0, 0,  2, 0, 0, 0,			/* count, normal */
+			0x01, 0x10, 0, 0, 0, 0, 0, 0,			/* 0x1000 | ZERO */
+			0x02, 0x20, 0, 0, 0, 0, 0, 0,			/* 0x2000 | NORMAL */
+			(uint8_t)sum1, (uint8_t)(sum1 >> 8), (uint8_t)(sum1 >> 16),
+			(uint8_t)(sum1 >> 24),				/* its check */
+			0x02, 0x30, 0, 0, 0, 0, 0, 0,			/* 0x3000 | NORMAL */
+			(uint8_t)sum2, (uint8_t)(sum2 >> 8), (uint8_t)(sum2 >> 16),
+			(uint8_t)(sum2 >> 24),
+		};
 
-	assert_int_equal(stream_pages_index_size(&f, 3), sizeof(idx));
+		assert_int_equal(sizeof(expected), sizeof(idx));
+		assert_memory_equal(index, expected, sizeof(expected));
+	}
+
+	assert_int_equal(stream_pages_index_size(&f, 3, 2), sizeof(idx));
 	assert_int_equal(stream_pages_index_init(&it, &f, index, sizeof(idx), ram_check, &calls), 0);
 	assert_int_equal(calls, 3);
 	assert_int_equal(it.normal, 2);
@@ -723,9 +732,9 @@ static void test_pages_inplace(void **state)
 	assert_true(pg.gpa == 0x1000 && pg.flags == STREAM_PAGE_ZERO && !pg.data);
 	assert_int_equal(stream_pages_next(&it, &pg), 1);
 	assert_true(pg.gpa == 0x2000 && pg.flags == STREAM_PAGE_NORMAL && !pg.data);
-	assert_int_equal(pg.check, stream_sum32(page, STREAM_PAGE_SIZE));
+	assert_int_equal(pg.check, sum1);
 	assert_int_equal(stream_pages_next(&it, &pg), 1);
-	assert_int_equal(pg.check, stream_sum32(page2, STREAM_PAGE_SIZE));
+	assert_int_equal(pg.check, sum2);
 	assert_int_equal(stream_pages_next(&it, &pg), 0);
 
 	/* every flipped byte of the index is caught by its check */
@@ -736,31 +745,27 @@ static void test_pages_inplace(void **state)
 							 NULL), -EBADMSG);
 		idx[i] ^= 0x40;
 	}
-	/* a length that is not exactly the index and two pages */
-	f.length += STREAM_PAGE_SIZE;
-	assert_int_equal(stream_pages_index_init(&it, &f, idx, sizeof(idx), ram_check, NULL),
-			 -EBADMSG);
-	f.length = sizeof(idx) + 2 * STREAM_PAGE_SIZE;
+	/* counts that do not add up to the frame's length, or over the limits */
+	assert_int_equal(stream_pages_index_size(&f, 3, 1), -EBADMSG);
+	assert_int_equal(stream_pages_index_size(&f, 1, 2), -EBADMSG);
 	assert_int_equal(stream_pages_index_init(&it, &f, idx, sizeof(idx) - 1, ram_check, NULL),
 			 -EBADMSG);
-	/* a count the frame cannot hold, or over the limit */
-	assert_int_equal(stream_pages_index_size(&f, 3000), -EBADMSG);
-	f.length = STREAM_MAX_PAYLOAD;
-	assert_int_equal(stream_pages_index_size(&f, STREAM_PAGES_MAX_INPLACE + 1), -EBADMSG);
-	/* re-checked entries: a page out of order, a zero page with a check, a
-	 * page outside guest RAM */
+	f.length = STREAM_PAGES_HDR_INPLACE + (STREAM_PAGES_MAX_INPLACE + 1) * 8ull;
+	assert_int_equal(stream_pages_index_size(&f, STREAM_PAGES_MAX_INPLACE + 1, 0), -EBADMSG);
 	f.length = sizeof(idx) + 2 * STREAM_PAGE_SIZE;
-	idx[4 + 24 + 1] = 0x20;		/* third entry: 0x2000 again */
+	/* well-checked indexes that are still wrong: a page out of order, a
+	 * zero page where a normal one was counted, a page outside guest RAM */
+	idx[28 + 1] = 0x20;		/* third entry (at 28): 0x2000 again */
 	f.payload_crc = stream_crc32c(0, idx, sizeof(idx));
 	assert_int_equal(stream_pages_index_init(&it, &f, idx, sizeof(idx), ram_check, NULL),
 			 -EBADMSG);
 	memcpy(idx, index, sizeof(idx));
-	idx[4 + 8] = 1;
+	idx[8 + 8] = 0x01;		/* second entry ZERO: its check is read as an entry */
 	f.payload_crc = stream_crc32c(0, idx, sizeof(idx));
 	assert_int_equal(stream_pages_index_init(&it, &f, idx, sizeof(idx), ram_check, NULL),
 			 -EBADMSG);
 	memcpy(idx, index, sizeof(idx));
-	idx[4 + 24 + 2] = 0x10;		/* third entry: 1 MiB + 0x3000, past GUEST_RAM_END */
+	idx[28 + 2] = 0x10;		/* third entry: 1 MiB + 0x3000, past GUEST_RAM_END */
 	f.payload_crc = stream_crc32c(0, idx, sizeof(idx));
 	assert_int_equal(stream_pages_index_init(&it, &f, idx, sizeof(idx), ram_check, NULL),
 			 -EFAULT);
