@@ -325,7 +325,9 @@ int stream_get_string(struct stream_reader *r, char *dst, size_t cap) STREAM_WUR
  */
 int stream_frame_parse_header(const void *buf, size_t len, struct stream_frame *out,
 			      uint64_t max_payload) STREAM_WUR;
-/* Returns 0 if payload[0..len) is exactly the payload f announces (length and crc), else -EBADMSG. */
+/* Returns 0 if payload[0..len) is exactly the payload f announces (length and
+ * crc), else -EBADMSG; always -EBADMSG for an inplace PAGES frame, whose check
+ * covers only its index (stream_pages_index_init()). */
 int stream_frame_check_payload(const struct stream_frame *f, const void *payload,
 			       size_t len) STREAM_WUR;
 /*

@@ -320,7 +320,7 @@ int stream_frame_parse_header(const void *buf, size_t len, struct stream_frame *
 
 int stream_frame_check_payload(const struct stream_frame *f, const void *payload, size_t len)
 {
-	if (len != f->length)
+	if (len != f->length || (f->flags & STREAM_PAGES_INPLACE))
 		return -EBADMSG;
 	if (payload_check(f->flags & STREAM_FRAME_SUM, payload, len) != f->payload_crc)
 		return -EBADMSG;

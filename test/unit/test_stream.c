@@ -769,6 +769,15 @@ static void test_pages_inplace(void **state)
 	f.payload_crc = stream_crc32c(0, idx, sizeof(idx));
 	assert_int_equal(stream_pages_index_init(&it, &f, idx, sizeof(idx), ram_check, NULL),
 			 -EFAULT);
+	/* a reader of whole frames refuses it: its check covers the index only */
+	{
+		struct stream_reader r, pl;
+
+		assert_int_equal(stream_buf_put_bytes(&b, page, STREAM_PAGE_SIZE), 0);
+		assert_int_equal(stream_buf_put_bytes(&b, page2, STREAM_PAGE_SIZE), 0);
+		stream_reader_init(&r, b.data, b.len);
+		assert_int_equal(stream_frame_next(&r, &f, STREAM_MAX_PAYLOAD, &pl), -EBADMSG);
+	}
 	/* the flag belongs to PAGES only */
 	stream_frame_header_encode(hdr, STREAM_DEVICE, STREAM_PAGES_INPLACE, 0, 0);
 	assert_int_equal(stream_frame_parse_header(hdr, sizeof(hdr), &f, STREAM_MAX_PAYLOAD),
