@@ -354,7 +354,8 @@ static int dst_check_pages(struct mig_dst *d)
 				"again: the stream was corrupted", bad, bad == 1 ? "" : "s",
 				bad == 1 ? "its" : "their");
 	if (torn)
-		vmm_info("migration: %" PRIu64 " pages arrived torn and came again", torn);
+		vmm_info("migration: %" PRIu64 " page%s arrived torn and came again", torn,
+			 torn == 1 ? "" : "s");
 	return 0;
 }
 
@@ -369,9 +370,8 @@ static int dst_receive(struct mig_dst *d)
 		int ret = chan_recv_header(&m->chan, &f, STREAM_MAX_PAYLOAD);
 		uint32_t pass;
 
-		if (!ret && f.type != STREAM_PAGES)
+		if (!ret && f.type != STREAM_PAGES)	/* pages: ram_recv() below */
 			ret = chan_recv_payload(&m->chan, &f, &d->in);
-
 		if (ret) {
 			for (int i = 0; i < d->nlanes; i++)
 				if (d->lanes[i].err[0])
