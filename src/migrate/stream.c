@@ -306,7 +306,9 @@ int stream_frame_parse_header(const void *buf, size_t len, struct stream_frame *
 	type = le32_load(p);
 	if (type < STREAM_HELLO || type > STREAM_TYPE_MAX)
 		return -EPROTO;
-	if (le32_load(p + 4) & ~(STREAM_FRAME_SUM | (type == STREAM_PAGES ? STREAM_PAGES_INPLACE : 0)))
+	/* STREAM_PAGES_INPLACE is the only flag of a type's own */
+	if (le32_load(p + 4) &
+	    ~(STREAM_FRAME_SUM | (type == STREAM_PAGES ? STREAM_PAGES_INPLACE : 0)))
 		return -EPROTO;
 	length = le64_load(p + 8);
 	if (length > max_payload)
@@ -563,6 +565,7 @@ static int pages_entry(struct stream_reader *r, bool inplace, struct stream_page
 
 int64_t stream_pages_index_size(const struct stream_frame *f, uint32_t count, uint32_t normal)
 {
+	/* the counts, a u64 entry per page, a u32 check per normal page */
 	uint64_t len = STREAM_PAGES_HDR_INPLACE + (uint64_t)count * 8 + (uint64_t)normal * 4;
 
 	if (count > STREAM_PAGES_MAX_INPLACE || normal > count ||
