@@ -17,7 +17,11 @@ cd "$(dirname "$0")/.."
 WORKLOADS=${WORKLOADS:-"0 20000"}
 ROUNDS=${ROUNDS:-3}
 
-median() { tr ' ' '\n' | sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
+# median: of the numbers on stdin; of an even count, the mean of the middle two.
+median() {
+	tr ' ' '\n' | sort -g | awk '{v[NR] = $1} END {
+		printf "%.2f\n", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
 
 # medians LABEL LINES...: the medians of the rounds' "ratios:" lines.
 medians() {
