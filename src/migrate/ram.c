@@ -18,6 +18,11 @@
 #include "le.h"
 
 #define RAM_BATCH STREAM_PAGES_PER_BATCH
+/* An inplace frame's pages are summed, then copied by the socket: 512 KiB
+ * of them stay in a core's L2 in between. 1 GiB of random pages over
+ * loopback TCP, one stream, against the plain limit: 0.72 at 1024 pages a
+ * frame, 0.81 at 128 (medians of 5 and 7 runs), 0.79 at 64, 0.64 at 32. */
+#define RAM_BATCH_INPLACE 128u
 
 static int ram_set_logging(struct vm *vm, bool on)
 {
@@ -293,12 +298,14 @@ static int ram_send_batch(struct ram_lane *l)
 }
 
 /* Sends the lane's share of the dirty pages: every chunk C with
- * C % n == idx (all of RAM when n is 1), in frames of about RAM_BATCH pages. */
+ * C % n == idx (all of RAM when n is 1), in frames of about RAM_BATCH pages
+ * (RAM_BATCH_INPLACE in place). */
 static int ram_lane_pass(struct ram_lane *l)
 {
 	struct ram_tracker *t = l->t;
 	struct guest_mem *mem = t->mem;
 	const uint64_t span = RAM_CHUNK_PAGES / 64;	/* words per chunk */
+	const uint64_t batch = t->inplace ? RAM_BATCH_INPLACE : RAM_BATCH;
 
 	for (int s = 0; s < mem->nr_regions; s++) {
 		uint64_t w = mem->regions[s].offset / PAGE_SIZE / 64;
@@ -317,14 +324,14 @@ static int ram_lane_pass(struct ram_lane *l)
 			}
 			while (w < end && !t->dirty[w])
 				w++;
-			for (w0 = w; w < end && have + count < RAM_BATCH; w++)
+			for (w0 = w; w < end && have + count < batch; w++)
 				count += (uint64_t)__builtin_popcountll(t->dirty[w]);
 			if (!count)
 				continue;
 			if ((t->cancel && *t->cancel) || atomic_load(&t->stop))
 				return -ECANCELED;
 			err = ram_clear(t, s, w0, w) ?: ram_encode(l, w0, w);
-			if (!err && l->pb.count >= RAM_BATCH)
+			if (!err && l->pb.count >= batch)
 				err = ram_send_batch(l);
 			if (err)
 				return err;
