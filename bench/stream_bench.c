@@ -1,5 +1,5 @@
 /* Stream throughput without KVM: the real page sender (ram_send_pass over
- * chans) and receiver (chan_recv_frame + ram_recv_pages) move guest
+ * chans) and receiver (chan_recv_header + ram_recv, pages in place) move guest
  * RAM over loopback TCP, for several page mixes and numbers of page streams
  * (multifd-channels, --streams): with N streams the pass goes over N
  * connections, sent by ram_send_pass's own threads and received on one
