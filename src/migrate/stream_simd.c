@@ -228,13 +228,12 @@ static inline void sum_block(struct sum_state *st, const uint8_t *b)
 	st->s3 += st->a3;
 }
 
-/* The sums of the whole 16-byte blocks at B; returns the bytes taken. */
+/* Adds the whole 16-byte blocks of B[0..len) to the sums. */
 __attribute__((optimize("no-tree-vectorize")))
-static size_t sum_blocks(struct sum_state *st, const uint8_t *b, size_t len)
+static void sum_blocks(struct sum_state *st, const uint8_t *b, size_t len)
 {
 	for (size_t i = 0; i < len / 16; i++)
 		sum_block(st, b + 16 * i);
-	return len / 16 * 16;
 }
 
 /* Pads the tail with zeros and folds the eight sums and LEN by crc32c. */
