@@ -89,11 +89,11 @@
  *   entry order.
  *
  * The frame's payload check covers this index only. A page's check is the
- * stream_sum32() of its data. The sender
- * computes it before the socket copies the page, and the guest may write the
- * page in between: such a torn page fails its check. The guest's write also
- * dirtied it, so it comes again in a later pass; the receiver keeps the
- * pages that failed and fails the migration if any is left at DONE.
+ * stream_sum32() of its data. The sender computes it before the socket copies
+ * the page, and the guest may write the page in between: such a torn page
+ * fails its check. The guest's write also dirtied it, so it comes again in a
+ * later pass; the receiver keeps the pages that failed and fails the
+ * migration if any is left at DONE.
  */
 
 #include <stdbool.h>
