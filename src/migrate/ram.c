@@ -117,13 +117,18 @@ void ram_track_stop(struct ram_tracker *t)
 	t->mem = NULL;
 }
 
-uint64_t ram_pending(const struct ram_tracker *t)
+static uint64_t bits_set(const uint64_t *map, uint64_t nbits)
 {
 	uint64_t n = 0;
 
-	for (uint64_t w = 0; w < (t->npages + 63) / 64; w++)
-		n += (uint64_t)__builtin_popcountll(t->dirty[w]);
+	for (uint64_t w = 0; w < (nbits + 63) / 64; w++)
+		n += (uint64_t)__builtin_popcountll(map[w]);
 	return n;
+}
+
+uint64_t ram_pending(const struct ram_tracker *t)
+{
+	return bits_set(t->dirty, t->npages);
 }
 
 int64_t ram_sync(struct ram_tracker *t)
@@ -485,11 +490,7 @@ void ram_recv_stream(struct ram_receiver *out, const struct ram_receiver *r, int
 
 uint64_t ram_recv_unverified(const struct ram_receiver *r)
 {
-	uint64_t n = 0;
-
-	for (uint64_t w = 0; w < (r->pages + 63) / 64; w++)
-		n += (uint64_t)__builtin_popcountll(r->unverified[w]);
-	return n;
+	return bits_set(r->unverified, r->pages);
 }
 
 /* A page in guest RAM, and one this stream owns. */

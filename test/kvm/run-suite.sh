@@ -12,6 +12,7 @@
 #        VMM_TEST_TIMEOUT=SECS           per-test bound (default 600)
 #        VMM_SANDBOX_TIMEOUT=SECS        bound on all sandbox boots together (default 3300)
 #        VMM_SANDBOX_BOOTS=N             at most N sandbox boots (default 3)
+# A failed test's last lines are printed again at the end, where meson's cut log keeps them.
 # A test that exits 77 ("skipped") counts as FAILED: nothing may skip silently.
 
 # One { ...; } group: bash reads it whole, so editing this file can't upset a running suite.
@@ -72,8 +73,8 @@ if [ "${VMM_IN_SANDBOX:-0}" != 1 ] && { [ "${VMM_FORCE_SANDBOX:-0}" = 1 ] || ! k
 	deadline=$((SECONDS + ${VMM_SANDBOX_TIMEOUT:-3300}))
 	max_boots=${VMM_SANDBOX_BOOTS:-3}
 	remaining=("${TESTS[@]}") retried=" " passed=0 failed=0 failed_names=() boots=0
-	LOG=$(mktemp "${TMPDIR:-/tmp}/vmm-run-suite.XXXXXX")
-	trap 'rm -f "$LOG"' EXIT
+	LOG=$(mktemp "${TMPDIR:-/tmp}/vmm-run-suite.XXXXXX") RECAPS=$(mktemp "${TMPDIR:-/tmp}/vmm-run-suite.XXXXXX")
+	trap 'rm -f "$LOG" "$RECAPS"' EXIT
 	trap 'echo "run-suite: interrupted" >&2; exit 130' INT
 	trap 'echo "run-suite: terminated" >&2; exit 143' TERM
 	while [ "${#remaining[@]}" -gt 0 ]; do
@@ -89,6 +90,7 @@ if [ "${VMM_IN_SANDBOX:-0}" != 1 ] && { [ "${VMM_FORCE_SANDBOX:-0}" = 1 ] || ! k
 			tee "$LOG"
 		src=${PIPESTATUS[0]}
 		case $src in 129|130|143) echo "run-suite: sandbox stopped by a signal" >&2; exit "$src" ;; esac
+		sed -n '/^kvm: the failed tests. output again$/,/^kvm-inner: /{/^kvm-inner: /!p}' "$LOG" >>"$RECAPS"
 		# Account for every test this boot was given.
 		next=() progress=0
 		for name in "${remaining[@]}"; do
@@ -120,6 +122,8 @@ if [ "${VMM_IN_SANDBOX:-0}" != 1 ] && { [ "${VMM_FORCE_SANDBOX:-0}" = 1 ] || ! k
 		fi
 		echo "run-suite: sandbox boot $boots ended early (exit $src); ${#remaining[@]} test(s) left, booting a fresh sandbox"
 	done
+	# A later boot's output pushed an earlier boot's recap up the log: once more.
+	[ "$boots" -gt 1 ] && [ -s "$RECAPS" ] && cat "$RECAPS"
 	summary "$passed" "$failed" "${failed_names[@]}"
 	exit
 fi
@@ -134,6 +138,10 @@ fi
 export VMM=$BUILD/vmm VMM_BUILD=$BUILD VMM_SRC=$SRC
 TEST_TIMEOUT=${VMM_TEST_TIMEOUT:-600}
 
+# A failed test's output is printed again at the end: meson shows only the last
+# 100 lines of the suite's log, and that is where CI readers look.
+RECAP=$(mktemp "${TMPDIR:-/tmp}/vmm-kvm-recap.XXXXXX") RECAP_LINES=80
+trap 'rm -f "$RECAP"' EXIT
 passed=0 failed=0 failed_names=()
 echo "kvm: $(uname -r), $(nproc) cpu(s), /dev/kvm ok${VMM_IN_SANDBOX:+, in sandbox}"
 for name in "${TESTS[@]}"; do
@@ -150,6 +158,7 @@ for name in "${TESTS[@]}"; do
 	wait "$tpid"
 	rc=$?
 	kill -9 -- "-$tpid" 2>/dev/null
+	[ "$rc" -eq 0 ] || { echo "=== $name (exit $rc), its last $RECAP_LINES lines:"; tail -n "$RECAP_LINES" "$log"; } >>"$RECAP"
 	rm -f "$log"
 	took=$((SECONDS - start))
 	if [ "$rc" -eq 0 ]; then
@@ -169,6 +178,10 @@ for name in "${TESTS[@]}"; do
 	fi
 done
 
+if [ -s "$RECAP" ]; then
+	echo "kvm: the failed tests' output again"
+	sed 's/^/    /' "$RECAP"
+fi
 if [ "${VMM_SUITE_INNER:-0}" = 1 ]; then
 	# Inside a sandbox boot started by run-suite.sh: the outer run prints the summary.
 	echo "kvm-inner: $passed passed, $failed failed"
