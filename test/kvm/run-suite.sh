@@ -73,6 +73,7 @@ if [ "${VMM_IN_SANDBOX:-0}" != 1 ] && { [ "${VMM_FORCE_SANDBOX:-0}" = 1 ] || ! k
 	deadline=$((SECONDS + ${VMM_SANDBOX_TIMEOUT:-3300}))
 	max_boots=${VMM_SANDBOX_BOOTS:-3}
 	remaining=("${TESTS[@]}") retried=" " passed=0 failed=0 failed_names=() boots=0
+	RECAP_LINES=80
 	LOG=$(mktemp "${TMPDIR:-/tmp}/vmm-run-suite.XXXXXX") RECAPS=$(mktemp "${TMPDIR:-/tmp}/vmm-run-suite.XXXXXX")
 	trap 'rm -f "$LOG" "$RECAPS"' EXIT
 	trap 'echo "run-suite: interrupted" >&2; exit 130' INT
@@ -90,7 +91,6 @@ if [ "${VMM_IN_SANDBOX:-0}" != 1 ] && { [ "${VMM_FORCE_SANDBOX:-0}" = 1 ] || ! k
 			tee "$LOG"
 		src=${PIPESTATUS[0]}
 		case $src in 129|130|143) echo "run-suite: sandbox stopped by a signal" >&2; exit "$src" ;; esac
-		sed -n '/^kvm: the failed tests. output again$/,/^kvm-inner: /{/^kvm-inner: /!p}' "$LOG" >>"$RECAPS"
 		# Account for every test this boot was given.
 		next=() progress=0
 		for name in "${remaining[@]}"; do
@@ -98,6 +98,8 @@ if [ "${VMM_IN_SANDBOX:-0}" != 1 ] && { [ "${VMM_FORCE_SANDBOX:-0}" = 1 ] || ! k
 				passed=$((passed + 1)); progress=1
 			elif grep -qx "FAIL $name" "$LOG"; then
 				failed=$((failed + 1)); failed_names+=("$name"); progress=1
+				{ echo "=== $name, its last $RECAP_LINES lines:"
+				  sed -n "/^--- $name\$/,/^FAIL $name\$/p" "$LOG" | tail -n "$RECAP_LINES"; } >>"$RECAPS"
 			elif grep -qx -- "--- $name" "$LOG"; then
 				progress=1
 				echo "FAIL-INTERRUPTED $name: the sandbox boot ended (exit $src) while it ran"
@@ -122,8 +124,10 @@ if [ "${VMM_IN_SANDBOX:-0}" != 1 ] && { [ "${VMM_FORCE_SANDBOX:-0}" = 1 ] || ! k
 		fi
 		echo "run-suite: sandbox boot $boots ended early (exit $src); ${#remaining[@]} test(s) left, booting a fresh sandbox"
 	done
-	# A later boot's output pushed an earlier boot's recap up the log: once more.
-	[ "$boots" -gt 1 ] && [ -s "$RECAPS" ] && cat "$RECAPS"
+	if [ -s "$RECAPS" ]; then
+		echo "kvm: the failed tests' output again"
+		sed 's/^/    /' "$RECAPS"
+	fi
 	summary "$passed" "$failed" "${failed_names[@]}"
 	exit
 fi
@@ -139,7 +143,8 @@ export VMM=$BUILD/vmm VMM_BUILD=$BUILD VMM_SRC=$SRC
 TEST_TIMEOUT=${VMM_TEST_TIMEOUT:-600}
 
 # A failed test's output is printed again at the end: meson shows only the last
-# 100 lines of the suite's log, and that is where CI readers look.
+# 100 lines of the suite's log, and that is where CI readers look. (Inside a
+# sandbox boot the outer run does it, boots that died included.)
 RECAP=$(mktemp "${TMPDIR:-/tmp}/vmm-kvm-recap.XXXXXX") RECAP_LINES=80
 trap 'rm -f "$RECAP"' EXIT
 passed=0 failed=0 failed_names=()
@@ -178,7 +183,7 @@ for name in "${TESTS[@]}"; do
 	fi
 done
 
-if [ -s "$RECAP" ]; then
+if [ -s "$RECAP" ] && [ "${VMM_SUITE_INNER:-0}" != 1 ]; then
 	echo "kvm: the failed tests' output again"
 	sed 's/^/    /' "$RECAP"
 fi
