@@ -464,6 +464,15 @@ static int dst_apply(struct mig_dst *d)
 	return 0;
 }
 
+/* After GO: the guest cannot run here, so the source resumes it. */
+static int dst_give_back(struct mig_dst *d, int ret, const char *why)
+{
+	dst_fail(d, ret, "%s: the guest stays on the source", why);
+	if (stream_reason_put(&d->buf, STREAM_FAIL, d->err) == 0 && mig_flush(d->m, &d->buf))
+		vmm_warn("could not tell the source");
+	return ret;
+}
+
 /* READY, then GO from the source, then the guest runs here. */
 static int dst_handoff(struct mig_dst *d)
 {
@@ -482,26 +491,28 @@ static int dst_handoff(struct mig_dst *d)
 				ret ? strerror(-ret) : "unexpected frame");
 	/* Shared storage: the source dropped its image locks before GO. */
 	ret = devices_lock_images();
-	if (ret) {
-		dst_fail(d, ret, "cannot lock the disk images: the guest stays on the source");
-		if (stream_reason_put(&d->buf, STREAM_FAIL, d->err) == 0 && mig_flush(m, &d->buf))
-			vmm_warn("could not tell the source");
-		return ret;
-	}
-	ret = stream_frame_put(&d->buf, STREAM_STARTED, NULL, 0) ?: mig_flush(m, &d->buf);
 	if (ret)
-		vmm_warn("could not confirm the start to the source: %s", strerror(-ret));
+		return dst_give_back(d, ret, "cannot lock the disk images");
 	if (clock.clock && ioctl(m->vm->vm_fd, KVM_SET_CLOCK, &clock) < 0)
 		vmm_warn("KVM_SET_CLOCK failed: %s", strerror(errno));
 	vm_set_phase(m->vm, VM_PHASE_NORMAL);
 	ret = vm_start(m->vm);
-	for (int i = 0; !ret && i < device_count(m->vm); i++) {
+	if (ret) {
+		devices_unlock_images();
+		return dst_give_back(d, ret, "cannot start the vCPUs");
+	}
+	for (int i = 0; i < device_count(m->vm); i++) {
 		struct device *dev = device_get(m->vm, i);
 
 		if (d->paused[i] && dev->ops->resume)
 			dev->ops->resume(dev->opaque);
 	}
-	return ret ? dst_fail(d, ret, "cannot start the vCPUs") : 0;
+	/* Only now: when the source reports the migration completed, the
+	 * guest already runs here. */
+	ret = stream_frame_put(&d->buf, STREAM_STARTED, NULL, 0) ?: mig_flush(m, &d->buf);
+	if (ret)
+		vmm_warn("could not confirm the start to the source: %s", strerror(-ret));
+	return 0;
 }
 
 void *mig_dest_thread(void *arg)
