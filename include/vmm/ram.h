@@ -51,9 +51,9 @@ struct ram_lane {
 	int niov;
 	uint64_t start_ns, sent;  /* this pass, for max_bandwidth */
 	struct ram_stats stats;   /* this pass's */
-	/* pagemap entries of one chunk, to skip never-touched pages */
-	uint64_t pm_first;
-	bool pm_valid;
+	/* pagemap entries of pages [pm_first, +pm_n), read for the batch being
+	 * encoded (it ends before page pm_end), to skip never-touched pages */
+	uint64_t pm_first, pm_n, pm_end;
 	uint64_t pm[RAM_CHUNK_PAGES];
 	int err;
 };

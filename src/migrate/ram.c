@@ -155,27 +155,28 @@ int64_t ram_sync(struct ram_tracker *t)
 
 /* True if RAM page PAGE holds data: present or swapped out, by
  * /proc/self/pagemap (bit 63 present, 62 swapped). A page never touched
- * reads as zeros and is sent as such without being read. The lane caches
- * one 2 MiB window of entries, dropped before every batch (the guest may
- * have written since); without pagemap every page counts as data and the
- * zero test decides. */
+ * reads as zeros and is sent as such without being read. The lane reads the
+ * entries from PAGE up to the end of the batch (at most a chunk's), after
+ * the batch's dirty bits were cleared: an entry read before that could miss
+ * a write whose dirty bit the clear then dropped. Without pagemap every page
+ * counts as data and the zero test decides. */
 static bool ram_page_present(struct ram_lane *l, uint64_t page)
 {
 	const struct ram_tracker *t = l->t;
-	uint64_t first = page / RAM_CHUNK_PAGES * RAM_CHUNK_PAGES;
 
 	if (t->pagemap_fd < 0)
 		return true;
-	if (!l->pm_valid || l->pm_first != first) {
-		uint64_t va = (uint64_t)(uintptr_t)t->mem->base + first * PAGE_SIZE;
+	if (page < l->pm_first || page >= l->pm_first + l->pm_n) {
+		uint64_t va = (uint64_t)(uintptr_t)t->mem->base + page * PAGE_SIZE;
+		uint64_t n = l->pm_end - page < RAM_CHUNK_PAGES ? l->pm_end - page : RAM_CHUNK_PAGES;
 
-		l->pm_first = first;
-		l->pm_valid = pread(t->pagemap_fd, l->pm, sizeof(l->pm),
-				    (off_t)(va / PAGE_SIZE * 8)) == (ssize_t)sizeof(l->pm);
-		if (!l->pm_valid)
+		l->pm_first = page;
+		l->pm_n = pread(t->pagemap_fd, l->pm, n * 8, (off_t)(va / PAGE_SIZE * 8)) ==
+			  (ssize_t)(n * 8) ? n : 0;
+		if (!l->pm_n)
 			return true;
 	}
-	return l->pm[page - first] >> 62 != 0;
+	return l->pm[page - l->pm_first] >> 62 != 0;
 }
 
 /* Adds the dirty pages of words [w0, w1) to the lane's PAGES frame. */
@@ -185,7 +186,8 @@ static int ram_encode(struct ram_lane *l, uint64_t w0, uint64_t w1)
 	struct guest_mem *mem = t->mem;
 	int err = 0;
 
-	l->pm_valid = false;
+	l->pm_n = 0;
+	l->pm_end = w1 * 64;
 	if (!l->open) {
 		stream_buf_reset(&l->buf);
 		err = t->inplace ? stream_pages_begin_inplace(&l->buf, &l->pb)
