@@ -299,12 +299,17 @@ static int dst_handshake(struct mig_dst *d)
 /* Fault injection for the migration tests: VMM_TEST_FAULT=WHERE makes the
  * destination die abruptly at that point (sync: the SYNC that ends pre-copy;
  * cpu: first vCPU state, in stop-and-copy; ready: right after READY, before
- * GO). */
-static void dst_test_fault(const char *where)
+ * GO), or with start, fail to start the vCPUs after GO. */
+static bool dst_test_is(const char *where)
 {
 	const char *f = getenv("VMM_TEST_FAULT");
 
-	if (f && !strcmp(f, where)) {
+	return f && !strcmp(f, where);
+}
+
+static void dst_test_fault(const char *where)
+{
+	if (dst_test_is(where)) {
 		fprintf(stderr, "vmm: test fault '%s': dying now\n", where);
 		_exit(3);
 	}
@@ -496,7 +501,7 @@ static int dst_handoff(struct mig_dst *d)
 	if (clock.clock && ioctl(m->vm->vm_fd, KVM_SET_CLOCK, &clock) < 0)
 		vmm_warn("KVM_SET_CLOCK failed: %s", strerror(errno));
 	vm_set_phase(m->vm, VM_PHASE_NORMAL);
-	ret = vm_start(m->vm);
+	ret = dst_test_is("start") ? -EIO : vm_start(m->vm);
 	if (ret) {
 		devices_unlock_images();
 		return dst_give_back(d, ret, "cannot start the vCPUs");

@@ -1,9 +1,10 @@
 #!/bin/bash
-# Every failure before the handoff leaves the source guest running exactly as
-# before: an incompatible destination, a destination killed in pre-copy, at
-# its end, in stop-and-copy and between READY and GO, a cut link, a flipped
-# byte, a stalled link and migrate_cancel. After all of them the same source
-# still migrates, and not one of the guest's writes is lost.
+# Every failure that keeps the guest on the source leaves it running exactly
+# as before: an incompatible destination, a destination killed in pre-copy,
+# at its end, in stop-and-copy and between READY and GO, one that cannot
+# start the guest after GO, a cut link, a flipped byte, a stalled link and
+# migrate_cancel. After all of them the same source still migrates, and not
+# one of the guest's writes is lost.
 set -euo pipefail
 . "$(dirname "$0")/mig-lib.sh"
 PROXY="python3 $(dirname "$0")/mig-proxy.py"
@@ -83,7 +84,16 @@ new_dst VMM_TEST_FAULT=ready
 migrate_to "$T/dst.mig"
 expect_failed "destination killed between READY and GO"
 
-# 6-8. A cut link (truncated stream), a flipped byte and a stalled link.
+# 6. After GO the destination cannot start the vCPUs: it says so, lets go
+# of the guest, and the source runs it again.
+new_dst VMM_TEST_FAULT=start
+migrate_to "$T/dst.mig"
+expect_failed "destination cannot start the guest after GO"
+qmp src query-migrate | grep -q "cannot start the vCPUs: the guest stays on the source" ||
+	fail "the destination's failed start not reported"
+wait $DST && fail "destination exited 0 after a failed start"
+
+# 7-9. A cut link (truncated stream), a flipped byte and a stalled link.
 # The guest's regions (4 MiB at 8 MiB written once, 16 MiB at 16 MiB
 # dirtied, neither ever a zero page) make pass 1 carry more than 20 MiB, so
 # each offset lands inside it. The flip lands in the data of a page of the
@@ -107,7 +117,7 @@ for mode in cut:3000000 flip:2000000 stall:1000000; do
 		[ "${mode%%:*}" != flip ] || fail "the flipped page was not caught"
 done
 
-# 9. migrate_cancel, with two page streams.
+# 10. migrate_cancel, with two page streams.
 qmp src migrate-set-parameters '{"max-bandwidth":1000000,"multifd-channels":2}' >/dev/null
 new_dst
 migrate_to "$T/dst.mig"
