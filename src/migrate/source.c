@@ -283,7 +283,7 @@ uint32_t migrate_next_throttle(uint32_t cur, double dirty_bps, double bw, uint32
  * after that throttles them more (migrate_next_throttle: 20%, 10% more, or
  * straight to what the measured dirty rate and bandwidth call for), up to
  * max-cpu-throttle; only a stall at the ceiling switches over. The throttle
- * ends with pre-copy. */
+ * holds until the pause. */
 static int src_precopy(struct mig_src *s, uint32_t *last)
 {
 	uint64_t best = UINT64_MAX;
@@ -462,8 +462,11 @@ static int src_final(struct mig_src *s, uint32_t pass)
 		if (ret || more == 2)
 			break;
 		pending = ram_sync(&s->ram);
-		if (pending < 0)
-			return -EIO;
+		if (pending < 0) {
+			snprintf(s->err, sizeof(s->err), "cannot read the dirty log: %s",
+				 strerror((int)-pending));
+			return (int)pending;
+		}
 		migrate_get_params(s->m, &p);
 		exp = src_expected_ms(s, (uint64_t)pending);
 		pthread_mutex_lock(&s->m->lock);
@@ -512,8 +515,8 @@ static int src_final(struct mig_src *s, uint32_t pass)
 	pthread_mutex_unlock(&s->m->lock);
 	src_stats(s, pass, 0, 0, i->expected_downtime_ms);
 	if (!ret)
-		vmm_info("migration: stop-and-copy: %lld pages, state; %llu ms for the pages, %llu "
-			 "for the vCPUs, %llu for the devices", (long long)pending,
+		vmm_info("migration: stop-and-copy: %lld pages in %llu ms, vCPU state %llu ms, "
+			 "device state %llu ms", (long long)pending,
 			 (unsigned long long)i->down_ram_ms, (unsigned long long)i->down_cpu_ms,
 			 (unsigned long long)i->down_dev_ms);
 	if (ret && !s->err[0])
