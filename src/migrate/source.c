@@ -469,15 +469,12 @@ static int src_final(struct mig_src *s, uint32_t pass)
 		}
 		migrate_get_params(s->m, &p);
 		exp = src_expected_ms(s, (uint64_t)pending);
-		pthread_mutex_lock(&s->m->lock);
-		i->expected_downtime_ms = exp;
-		pthread_mutex_unlock(&s->m->lock);
+		src_stats(s, pass, (uint64_t)pending, i->dirty_pages_rate, exp);
 		if (exp <= p.downtime_limit_ms)
 			break;
 		vmm_info("migration: %lld pages dirty after the wait for the destination, expected "
 			 "downtime %llu ms: pass %u before the pause", (long long)pending,
 			 (unsigned long long)exp, pass);
-		src_stats(s, pass, (uint64_t)pending, i->dirty_pages_rate, exp);
 		if (s->m->listener.pass)
 			s->m->listener.pass(s->m->listener.opaque, pass);
 		ret = src_pass(s, pass++);
