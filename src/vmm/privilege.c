@@ -255,6 +255,19 @@ int privilege_configure(const struct vmm_config *cfg)
 		if (sigaction(SIGSYS, &sa, NULL) < 0)
 			return -errno;
 	}
+	/* The bounding set goes now, while this is the only thread, so every
+	 * thread started later begins without one. A thread that cleared its own
+	 * as it started could come too late: once the --user switch has taken its
+	 * capabilities it cannot (a vCPU thread kept a full bounding set in a CI
+	 * run under emulation). */
+	if (!capng_get_caps_process() &&
+	    capng_have_capabilities(CAPNG_SELECT_CAPS) != CAPNG_NONE) {
+		capng_clear(CAPNG_SELECT_BOUNDS);
+		if (capng_apply(CAPNG_SELECT_BOUNDS)) {
+			vmm_err("cannot clear the capability bounding set");
+			return -EPERM;
+		}
+	}
 	priv.configured = true;
 	return 0;
 }
