@@ -167,12 +167,14 @@ for rate in $WORKLOADS; do
 	for round in $(seq 1 "$ROUNDS"); do
 		first=$([ $(((round + ${FIRST_ROUND:-1}) % 2)) = 0 ] && echo vmm || echo QEMU)
 		if [ "$first" = vmm ]; then
-			read -r vd vt vb vms vmd vp vc vx <<<"$(one vmm "$rate")"
-			read -r qd qt qb _ _ qp qc _ <<<"$(one qemu "$rate")"
+			v=$(one vmm "$rate")
+			q=$(one qemu "$rate")
 		else
-			read -r qd qt qb _ _ qp qc _ <<<"$(one qemu "$rate")"
-			read -r vd vt vb vms vmd vp vc vx <<<"$(one vmm "$rate")"
+			q=$(one qemu "$rate")
+			v=$(one vmm "$rate")
 		fi
+		read -r vd vt vb vms vmd vp vc vx <<<"$v"
+		read -r qd qt qb _ _ qp qc _ <<<"$q"
 		rd=$(ratio "$vd" "$qd") rt=$(ratio "$vt" "$qt")
 		rb=$(ratio "$vb" "$qb") rc=$(ratio "$vc" "$qc")
 		lines+=("ratios: $rd $rt $rb $rc")

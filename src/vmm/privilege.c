@@ -232,6 +232,13 @@ static int priv_user(const char *name)
 	return 0;
 }
 
+/* True if this thread holds capabilities (loads libcap-ng's view of them). */
+static bool priv_have_caps(void)
+{
+	return !capng_get_caps_process() &&
+	       capng_have_capabilities(CAPNG_SELECT_CAPS) != CAPNG_NONE;
+}
+
 int privilege_configure(const struct vmm_config *cfg)
 {
 	const char *t = getenv("VMM_TEST_FORBIDDEN_SYSCALL");
@@ -260,8 +267,7 @@ int privilege_configure(const struct vmm_config *cfg)
 	 * as it started could come too late: once the --user switch has taken its
 	 * capabilities it cannot (a vCPU thread kept a full bounding set in a CI
 	 * run under emulation). */
-	if (!capng_get_caps_process() &&
-	    capng_have_capabilities(CAPNG_SELECT_CAPS) != CAPNG_NONE) {
+	if (priv_have_caps()) {
 		capng_clear(CAPNG_SELECT_BOUNDS);
 		if (capng_apply(CAPNG_SELECT_BOUNDS)) {
 			vmm_err("cannot clear the capability bounding set");
@@ -272,20 +278,21 @@ int privilege_configure(const struct vmm_config *cfg)
 	return 0;
 }
 
-/* Clears this thread's capabilities and bounding set (root only: a non-root
- * vmm has none to drop and may not touch the bounding set). KEEP_SETID keeps
- * CAP_SETUID/CAP_SETGID until the --user switch: glibc makes every thread
- * run the setgroups/setresgid/setresuid calls and aborts the process if
- * some thread fails them; the switch away from uid 0 then clears them. */
+/* Clears this thread's capabilities (root only: a non-root vmm has none to
+ * drop); its bounding set is empty from the start (privilege_configure).
+ * KEEP_SETID keeps CAP_SETUID/CAP_SETGID until the --user switch: glibc
+ * makes every thread run the setgroups/setresgid/setresuid calls and aborts
+ * the process if some thread fails them; the switch away from uid 0 then
+ * clears them. */
 static int priv_clear_caps(bool keep_setid)
 {
-	if (capng_get_caps_process() || capng_have_capabilities(CAPNG_SELECT_CAPS) == CAPNG_NONE)
+	if (!priv_have_caps())
 		return 0;
-	capng_clear(CAPNG_SELECT_BOTH);
+	capng_clear(CAPNG_SELECT_CAPS);
 	if (keep_setid &&
 	    capng_updatev(CAPNG_ADD, CAPNG_EFFECTIVE | CAPNG_PERMITTED, CAP_SETUID, CAP_SETGID, -1))
 		return -EPERM;
-	return capng_apply(CAPNG_SELECT_BOTH) ? -EPERM : 0;
+	return capng_apply(CAPNG_SELECT_CAPS) ? -EPERM : 0;
 }
 
 int privilege_drop(void)
