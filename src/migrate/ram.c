@@ -25,8 +25,9 @@
 #define RAM_BATCH_INPLACE 128u
 
 /* KVM_CLEAR_DIRTY_LOG runs ahead of the frames, over up to this many pages
- * at a time (one stream; with several, over a stream's 2 MiB chunk): each
- * call ends in a flush of the guest's TLBs, which kicks every running vCPU.
+ * at a time (one stream; with several, over a stream's 2 MiB chunk): a
+ * call that re-protects pages ends in a flush of the guest's TLBs, which
+ * kicks every running vCPU.
  * Per frame (128 pages) that was 2048 kicks per GiB. A page the guest
  * writes between the clear and its frame (as long as 8 MiB takes to send)
  * goes now and again in the next pass. In the nested sandbox an idle
