@@ -5,7 +5,11 @@
 # idle and dirtying 20k pages/s, ROUNDS (3) times each, vmm and QEMU one
 # after the other in each round, taking turns at going first.
 # Prints downtime, total time and bytes sent, and the ratios vmm/QEMU (lower
-# is better for vmm), per round and as medians of the rounds; and each
+# is better for vmm), per round and as medians of the rounds. Downtime twice:
+# as each reports it in query-migrate, where QEMU's source counts until it has
+# sent the last byte but vmm's until the destination runs the guest; and
+# measured the same way for both, from the source's STOP event to the
+# destination's RESUME event, by the events' timestamps. And each
 # process's peak memory beyond guest RAM during the migration (all resident
 # memory but the 512 MiB guest RAM mapping, from smaps), against the budget
 # of 16 MiB + 1% of guest RAM (vmm only: QEMU maps its guest RAM differently,
@@ -25,15 +29,15 @@ median() {
 
 # medians LABEL LINES...: the medians of the rounds' "ratios:" lines.
 medians() {
-	local label=$1 n=0 rd=() rt=() rb=() rc=()
+	local label=$1 n=0 rd=() rt=() rb=() rc=() rg=()
 	shift
 	for l in "$@"; do
-		read -r _ d t b c <<<"$l"
-		rd+=("$d") rt+=("$t") rb+=("$b") rc+=("$c")
+		read -r _ d t b c g <<<"$l"
+		rd+=("$d") rt+=("$t") rb+=("$b") rc+=("$c") rg+=("$g")
 		n=$((n + 1))
 	done
-	echo "$label, median of $n rounds (vmm/QEMU): downtime $(echo "${rd[*]}" | median)," \
-		"total time $(echo "${rt[*]}" | median), bytes $(echo "${rb[*]}" | median)," \
+	echo "$label, median of $n rounds (vmm/QEMU): downtime $(echo "${rd[*]}" | median)" \
+		"(STOP to RESUME $(echo "${rg[*]}" | median)), total time $(echo "${rt[*]}" | median), bytes $(echo "${rb[*]}" | median)," \
 		"CPU used $(echo "${rc[*]}" | median)"
 }
 
@@ -109,9 +113,11 @@ wait_log() {
 field() { "$PY" -c "import json,sys; d=json.loads(sys.argv[1]); print(eval('d'+sys.argv[2]))" "$1" "$2"; }
 
 # one PEER RATE: migrates once, prints "downtime_ms total_ms bytes src_kib dst_kib
-# passes cpu_ms detail" (src_kib, dst_kib: peak memory beyond guest RAM of each
-# side during the migration; passes: dirty-sync-count; cpu_ms: CPU time both
-# processes, guest included, used from the migrate command to the end; detail:
+# passes cpu_ms stopped_ms detail" (src_kib, dst_kib: peak memory beyond guest
+# RAM of each side during the migration; passes: dirty-sync-count; cpu_ms: CPU
+# time both processes, guest included, used from the migrate command to the
+# end; stopped_ms: from the source's STOP event to the destination's RESUME;
+# detail:
 # vmm's downtime breakdown, the downtime it expected at switchover and the
 # highest throttle auto-converge set).
 one() {
@@ -140,8 +146,10 @@ one() {
 	echo "bench: $peer: guest ready, migrating" >&2
 	sleep 2
 	$QMP "$L/s.qmp" migrate-set-parameters "{\"downtime-limit\":100,\"max-bandwidth\":$bw}" >/dev/null
-	r=$($QMP "$L/s.qmp" migrate-wait "{\"uri\":\"unix:$L/m.mig\"}" 400 "${pids[1]}" "${pids[0]}")
+	r=$(BENCH_DST_QMP="$L/d.qmp" $QMP "$L/s.qmp" migrate-wait "{\"uri\":\"unix:$L/m.mig\"}" 400 "${pids[1]}" "${pids[0]}")
 	[ "$(field "$r" '["status"]')" = completed ] || { echo "bench: $peer migration: $r" >&2; exit 1; }
+	[ "$(field "$r" '["bench"]["stop-to-resume-ms"]')" != None ] ||
+		{ echo "bench: $peer: no STOP event from the source or RESUME from the destination" >&2; exit 1; }
 	# the highest vCPU throttle auto-converge set (vmm logs it every pass;
 	# QEMU runs with its default, auto-converge off)
 	thr=$(sed -n 's/.*, throttle \([0-9]*\)%$/\1/p' "$L/s.out" | sort -n | tail -1)
@@ -153,6 +161,7 @@ one() {
 	echo "$(field "$r" '["downtime"]') $(field "$r" '["total-time"]') $(field "$r" '["ram"]["transferred"]')" \
 		"$(field "$r" '["bench"]["peak-kib"][0]') $(field "$r" '["bench"]["peak-kib"][1]')" \
 		"$(field "$r" '["ram"]["dirty-sync-count"]') $(field "$r" '["bench"]["cpu-ms"]')" \
+		"$(field "$r" '["bench"]["stop-to-resume-ms"]')" \
 		"$(field "$r" '.get("x-downtime-breakdown", "-")' | tr -d " '{}")/expected:$(field "$r" '.get("x-expected-downtime", "-")')/throttle:$thr%"
 }
 
@@ -173,12 +182,13 @@ for rate in $WORKLOADS; do
 			q=$(one qemu "$rate")
 			v=$(one vmm "$rate")
 		fi
-		read -r vd vt vb vms vmd vp vc vx <<<"$v"
-		read -r qd qt qb _ _ qp qc _ <<<"$q"
+		read -r vd vt vb vms vmd vp vc vg vx <<<"$v"
+		read -r qd qt qb _ _ qp qc qg _ <<<"$q"
 		rd=$(ratio "$vd" "$qd") rt=$(ratio "$vt" "$qt")
-		rb=$(ratio "$vb" "$qb") rc=$(ratio "$vc" "$qc")
-		lines+=("ratios: $rd $rt $rb $rc")
+		rb=$(ratio "$vb" "$qb") rc=$(ratio "$vc" "$qc") rg=$(ratio "$vg" "$qg")
+		lines+=("ratios: $rd $rt $rb $rc $rg")
 		echo "$label, round $round ($first first): downtime vmm ${vd} ms / qemu ${qd} ms = $rd;" \
+			"STOP to RESUME vmm ${vg} ms / qemu ${qg} ms = $rg;" \
 			"total vmm ${vt} ms / qemu ${qt} ms = $rt;" \
 			"bytes vmm $((vb >> 20)) MiB / qemu $((qb >> 20)) MiB = $rb;" \
 			"passes vmm $vp / qemu $qp; CPU used vmm ${vc} ms / qemu ${qc} ms = $rc"

@@ -9,12 +9,18 @@ usage: qmp.py SOCKET COMMAND [ARGS-JSON]   prints the "return" value as JSON
            guest RAM (KiB: all of smaps' Rss but the mapping exactly
            BENCH_GUEST_KIB long, default 512 MiB: vmm's guest RAM),
            sampled at every poll: one process does it all, since under
-           emulation every extra process slows the migration it measures"""
+           emulation every extra process slows the migration it measures;
+           with BENCH_DST_QMP (the destination's socket) also the time the
+           guest stood still as both VMMs report it the same way: from the
+           source's STOP event to the destination's RESUME (ms, by the
+           events' own timestamps)"""
 import json
 import os
 import socket
 import sys
 import time
+
+EVENTS = {}   # connection -> the events seen on it, in order
 
 
 def connect(path, tries=600):
@@ -40,6 +46,7 @@ def call(f, cmd, args=None):
     while True:
         r = json.loads(f.readline())
         if "event" in r:
+            EVENTS.setdefault(f, []).append(r)
             continue
         if "error" in r:
             sys.exit(f"qmp.py: {cmd}: {r['error'].get('desc')}")
@@ -78,6 +85,23 @@ def wait_migration(f, secs, pids=()):
     sys.exit(f"qmp.py: migration did not finish in time; last query-migrate: {json.dumps(r)}")
 
 
+def event_s(f, name, last=False):
+    """Timestamp (s) of the first (or LAST) NAME event seen on F, or None."""
+    t = [e["timestamp"] for e in EVENTS.get(f, []) if e["event"] == name]
+    return t and t[-1 if last else 0]["seconds"] + t[-1 if last else 0]["microseconds"] / 1e6
+
+
+def stop_to_resume_ms(src, dst, secs=10):
+    """From the source's last STOP to the destination's first RESUME (the
+    destination may start a moment after the source reports completion)."""
+    deadline = time.time() + secs
+    while not event_s(dst, "RESUME") and time.time() < deadline:
+        call(dst, "query-status")
+        time.sleep(0.05)
+    stop, resume = event_s(src, "STOP", last=True), event_s(dst, "RESUME")
+    return round((resume - stop) * 1000, 1) if stop and resume else None
+
+
 def main():
     f = connect(sys.argv[1])
     if sys.argv[2] == "wait-migration":
@@ -85,10 +109,13 @@ def main():
         return
     if sys.argv[2] == "migrate-wait":
         pids = [int(p) for p in sys.argv[5:]]
+        dst = connect(os.environ["BENCH_DST_QMP"]) if os.environ.get("BENCH_DST_QMP") else None
         cpu0 = sum(cpu_ms(p) for p in pids)
         call(f, "migrate", json.loads(sys.argv[3]))
         r, peak = wait_migration(f, float(sys.argv[4]), pids)
         r["bench"] = {"cpu-ms": sum(cpu_ms(p) for p in pids) - cpu0, "peak-kib": peak}
+        if dst:
+            r["bench"]["stop-to-resume-ms"] = stop_to_resume_ms(f, dst)
         print(json.dumps(r))
         return
     args = json.loads(sys.argv[3]) if len(sys.argv) > 3 else None

@@ -127,7 +127,9 @@ enum vm_phase vm_phase(struct vm *vm);
 int vm_add_pause_hook(struct vm *vm, const struct vm_pause_hook *hook) VMM_MUST_CHECK;
 /* Adds a run-state listener; -ENOSPC when full. Call before vm_start. */
 int vm_add_listener(struct vm *vm, const struct vm_listener *l) VMM_MUST_CHECK;
-/* Starts one thread per vCPU (created by vcpu_create_all); 0 or -errno. */
+/* Starts one thread per vCPU (created by vcpu_create_all) and reports
+ * VM_EV_RESUME, as QEMU's RESUME event marks any start (on a migration's
+ * destination: the guest runs there from now on); 0 or -errno. */
 int vm_start(struct vm *vm) VMM_MUST_CHECK;
 /* Waits for every vCPU thread to finish (after vm_end). */
 void vm_join(struct vm *vm);

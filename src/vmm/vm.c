@@ -414,6 +414,7 @@ int vm_start(struct vm *vm)
 			return err;
 		}
 	}
+	vm_notify(vm, VM_EV_RESUME, VM_END_NONE);
 	return 0;
 }
 

@@ -5,6 +5,8 @@
                                              input, two concurrent clients, stop/cont
     qmp-client.py SOCK powerdown             system_powerdown; both clients must see
                                              SHUTDOWN {"guest":true} and then EOF
+    qmp-client.py SOCK wait-event NAME       prints "ready" once connected, then the
+                                             first NAME event (JSON) when it comes
 
 Prints one "ok: ..." line per check; exits 1 with "FAIL: ..." on the first failure.
 """
@@ -310,6 +312,15 @@ def powerdown(path):
         check(closed, "%s: connection closed when vmm exits" % c.name)
 
 
+def wait_event(path, name):
+    c = Client(path, "client")
+    c.ok("qmp_capabilities")
+    print("ready", flush=True)
+    ev = c.wait_event(name)
+    check_event(ev, name)
+    print(json.dumps(ev), flush=True)
+
+
 def main():
     if len(sys.argv) < 3:
         sys.exit(__doc__)
@@ -320,6 +331,8 @@ def main():
             scenario(path, cpus)
         elif mode == "powerdown":
             powerdown(path)
+        elif mode == "wait-event" and len(sys.argv) > 3:
+            wait_event(path, sys.argv[3])
         else:
             sys.exit(__doc__)
     except (Fail, OSError, ValueError, KeyError) as e:

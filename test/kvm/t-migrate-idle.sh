@@ -10,12 +10,20 @@ start_vmm dst --memory 128M --cpus 2 --incoming "unix:$T/mig.sock"
 start_vmm src --kernel "$GUEST" --cmdline idle --memory 128M --cpus 2
 wait_for "$T/src.log" "guest: idle" 30
 sleep 1
+# Management tools learn that the guest runs on the destination from its
+# RESUME event, as with QEMU.
+python3 "$(dirname "$0")/qmp-client.py" "$T/dst.sock" wait-event RESUME >"$T/resume.out" 2>&1 &
+ev=$!
+PIDS+=("$ev")
+wait_for "$T/resume.out" "^ready" 30
 qmp src migrate "{\"uri\":\"unix:$T/mig.sock\"}" >/dev/null
 st=$(wait_mig src 60)
 qmp src query-migrate
 [ "$st" = completed ] || fail "migration of an idle guest ended '$st'"
 [ "$(run_status src)" = postmigrate ] || fail "source is not postmigrate"
 [ "$(run_status dst)" = running ] || fail "destination is not running"
+wait "$ev" || fail "no RESUME event from the destination"
+grep -q '"event": "RESUME"' "$T/resume.out" || fail "no RESUME event from the destination"
 # The destination pauses and resumes the halted guest like any other.
 qmp dst stop >/dev/null
 [ "$(run_status dst)" = paused ] || fail "destination could not pause the halted guest"
