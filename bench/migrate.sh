@@ -37,8 +37,8 @@ medians() {
 		n=$((n + 1))
 	done
 	echo "$label, median of $n rounds (vmm/QEMU): downtime $(echo "${rd[*]}" | median)" \
-		"(STOP to RESUME $(echo "${rg[*]}" | median)), total time $(echo "${rt[*]}" | median), bytes $(echo "${rb[*]}" | median)," \
-		"CPU used $(echo "${rc[*]}" | median)"
+		"(STOP to RESUME $(echo "${rg[*]}" | median)), total time $(echo "${rt[*]}" | median)," \
+		"bytes $(echo "${rb[*]}" | median), CPU used $(echo "${rc[*]}" | median)"
 }
 
 # Nested KVM under emulation now and then wedges the sandbox while a guest

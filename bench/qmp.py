@@ -88,7 +88,10 @@ def wait_migration(f, secs, pids=()):
 def event_s(f, name, last=False):
     """Timestamp (s) of the first (or LAST) NAME event seen on F, or None."""
     t = [e["timestamp"] for e in EVENTS.get(f, []) if e["event"] == name]
-    return t and t[-1 if last else 0]["seconds"] + t[-1 if last else 0]["microseconds"] / 1e6
+    if not t:
+        return None
+    ts = t[-1] if last else t[0]
+    return ts["seconds"] + ts["microseconds"] / 1e6
 
 
 def stop_to_resume_ms(src, dst, secs=10):
