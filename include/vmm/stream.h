@@ -248,6 +248,9 @@ bool stream_crc32c_hw_available(void);
 uint32_t stream_sum32(const void *p, size_t len);
 /* Same answer from the portable code (stream_sum32() may use AVX2); for tests. */
 uint32_t stream_sum32_generic(const void *p, size_t len);
+/* Same answer from the AVX2 code, whichever stream_sum32() picked; for tests.
+ * Returns false, and leaves *SUM alone, on a CPU without AVX2. */
+bool stream_sum32_avx2(const void *p, size_t len, uint32_t *sum);
 
 /* --- zero pages --- */
 

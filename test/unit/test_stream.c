@@ -433,8 +433,14 @@ static void test_sum32(void **state)
 	/* the wire format: pinned, so a change to it cannot pass unnoticed */
 	assert_int_equal(stream_sum32("123456789", 9), 0x9B79604Eu);
 	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+		uint32_t avx2;
+
 		assert_int_equal(stream_sum32(buf, lens[i]), sum32_ref(buf, lens[i]));
 		assert_int_equal(stream_sum32_generic(buf, lens[i]), sum32_ref(buf, lens[i]));
+		if (stream_sum32_avx2(buf + 1, lens[i] - (lens[i] > 0), &avx2))
+			assert_int_equal(avx2, sum32_ref(buf + 1, lens[i] - (lens[i] > 0)));
+		if (stream_sum32_avx2(buf, lens[i], &avx2))
+			assert_int_equal(avx2, sum32_ref(buf, lens[i]));
 	}
 	assert_int_equal(stream_sum32(buf + 3, 1000), sum32_ref(buf + 3, 1000));
 	assert_int_equal(stream_sum32_generic(buf + 3, 1000), sum32_ref(buf + 3, 1000));
