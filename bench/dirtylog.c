@@ -1,6 +1,6 @@
 /* Dirty tracking, KVM's bitmap against its dirty ring, on the same guest
  * load: one vCPU writes one word to every page of a working set, over and
- * over, while a collector thread takes the dirty pages every PERIOD ms, as
+ * over, while the main thread takes the dirty pages every PERIOD ms, as
  * a migration pass does. Bitmap: KVM_GET_DIRTY_LOG, then KVM_CLEAR_DIRTY_LOG
  * (manual protect, in 8 MiB ranges, as vmm does). Ring: KVM_CAP_DIRTY_LOG_RING,
  * harvesting every vCPU ring and KVM_RESET_DIRTY_RINGS; a vCPU whose ring
@@ -302,6 +302,13 @@ static int run_mode(struct run *r, double *speed)
 		fprintf(stderr, "dirtylog: %s\n", r->err);
 		return -1;
 	}
+	/* the next mode starts from nothing */
+	if (r->gfns)
+		munmap(r->gfns, r->o->ring * sizeof(struct kvm_dirty_gfn));
+	munmap(r->mem, r->o->mem_mib << 20);
+	close(r->vcpu);
+	close(r->vm);
+	close(r->kvm);
 	return 0;
 }
 
