@@ -46,6 +46,7 @@ struct run {
 	uint8_t *mem;
 	uint64_t npages;
 	struct kvm_run *kr;
+	size_t kr_size;
 	struct kvm_dirty_gfn *gfns;	/* the vCPU's ring */
 	uint32_t fetch;			/* next ring entry to look at */
 	uint64_t *bitmap;
@@ -145,7 +146,8 @@ static int setup(struct run *r)
 	mmap_size = ioctl(r->kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
 	if (r->vcpu < 0 || mmap_size <= 0)
 		return die("KVM_CREATE_VCPU");
-	r->kr = mmap(NULL, (size_t)mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, r->vcpu, 0);
+	r->kr_size = (size_t)mmap_size;
+	r->kr = mmap(NULL, r->kr_size, PROT_READ | PROT_WRITE, MAP_SHARED, r->vcpu, 0);
 	if (r->kr == MAP_FAILED)
 		return die("mmap kvm_run");
 	if (r->ring) {
@@ -306,6 +308,7 @@ static int run_mode(struct run *r, double *speed)
 	if (r->gfns)
 		munmap(r->gfns, r->o->ring * sizeof(struct kvm_dirty_gfn));
 	munmap(r->mem, r->o->mem_mib << 20);
+	munmap(r->kr, r->kr_size);
 	close(r->vcpu);
 	close(r->vm);
 	close(r->kvm);
