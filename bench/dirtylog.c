@@ -309,6 +309,7 @@ static int run_mode(struct run *r, double *speed)
 		munmap(r->gfns, r->o->ring * sizeof(struct kvm_dirty_gfn));
 	munmap(r->mem, r->o->mem_mib << 20);
 	munmap(r->kr, r->kr_size);
+	free(r->bitmap);
 	close(r->vcpu);
 	close(r->vm);
 	close(r->kvm);
@@ -336,9 +337,9 @@ static int parse(int argc, char **argv, struct opts *o)
 			return -1;
 		}
 	}
-	if (o->set_mib + 16 > o->mem_mib || (o->ring & (o->ring - 1))) {
-		fprintf(stderr, "dirtylog: the set must fit above 16 MiB of --mem, and --ring be a "
-			"power of two\n");
+	if (o->set_mib + 16 > o->mem_mib || o->set_mib + 16 > 4096 || (o->ring & (o->ring - 1))) {
+		fprintf(stderr, "dirtylog: the set must fit above 16 MiB of --mem and below 4 GiB "
+			"(the guest runs in 32-bit mode), and --ring be a power of two\n");
 		return -1;
 	}
 	return 0;
