@@ -290,8 +290,10 @@ static int run_mode(struct run *r, double *speed)
 	cpu0 = thread_ms();
 	while (now_s() - t0 < (double)r->o->secs && !atomic_load(&r->stop)) {
 		sleep_ms(r->o->period_ms);
-		if (collect(r))
+		if (collect(r)) {
+			r->err = "collecting the dirty pages failed";
 			break;
+		}
 	}
 	r->collect_ms = thread_ms() - cpu0;
 	t1 = now_s();
