@@ -78,12 +78,13 @@ struct vm {
 	int nr_devices;             /* device registry; set up before start */
 	struct device *devices;
 
-	/* lock guards state, requested, acked, end, phase, end_msg, the hooks
+	/* lock guards state, requested, held, acked, end, phase, end_msg, the hooks
 	 * and listener arrays; cond signals any change of them. */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	enum vm_state state;
 	enum vm_state requested;    /* what vCPUs are asked to reach */
+	bool held;                  /* vCPU threads wait for vm_start() */
 	int acked;                  /* vCPUs that reached `requested` */
 	enum vm_end end;
 	enum vm_phase phase;
@@ -127,9 +128,14 @@ enum vm_phase vm_phase(struct vm *vm);
 int vm_add_pause_hook(struct vm *vm, const struct vm_pause_hook *hook) VMM_MUST_CHECK;
 /* Adds a run-state listener; -ENOSPC when full. Call before vm_start. */
 int vm_add_listener(struct vm *vm, const struct vm_listener *l) VMM_MUST_CHECK;
-/* Starts one thread per vCPU (created by vcpu_create_all) and reports
- * VM_EV_RESUME, as QEMU's RESUME event marks any start (on a migration's
- * destination: the guest runs there from now on); 0 or -errno. */
+/* Starts one thread per vCPU (created by vcpu_create_all), held before
+ * its first KVM_RUN until vm_start(); a migration's destination does this
+ * while it waits, so the thread starts are no part of the downtime. Does
+ * nothing if the threads exist; 0 or -errno (the guest then ended). */
+int vm_spawn_vcpus(struct vm *vm) VMM_MUST_CHECK;
+/* Lets the vCPU threads run (vm_spawn_vcpus() first if need be) and
+ * reports VM_EV_RESUME, as QEMU's RESUME event marks any start (on a
+ * migration's destination: the guest runs there from now on); 0 or -errno. */
 int vm_start(struct vm *vm) VMM_MUST_CHECK;
 /* Waits for every vCPU thread to finish (after vm_end). */
 void vm_join(struct vm *vm);

@@ -344,6 +344,9 @@ static int run_control(struct run_ctx *c)
 	if (!in)
 		return vm_start(&c->vm);
 	vm_set_phase(&c->vm, VM_PHASE_INMIGRATE);
+	ret = vm_spawn_vcpus(&c->vm);
+	if (ret)
+		return ret;
 	if (defer) {
 		vmm_info("waiting for migrate-incoming on the QMP socket");
 		return 0;

@@ -224,7 +224,7 @@ int vm_pause(struct vm *vm)
 		pthread_mutex_unlock(&vm->lock);
 		return 0;
 	}
-	if (!vm->nr_vcpus || !vm->vcpus[0] || !vm->vcpus[0]->started) {
+	if (!vm->nr_vcpus || !vm->vcpus[0] || !vm->vcpus[0]->started || vm->held) {
 		pthread_mutex_unlock(&vm->lock);
 		return -EAGAIN;   /* nothing runs yet (incoming migration) */
 	}
@@ -303,7 +303,7 @@ bool vm_vcpu_checkpoint(struct vm *vm, unsigned *gen, void (*settle)(void *), vo
 	bool run, settled = false;
 
 	pthread_mutex_lock(&vm->lock);
-	while (vm->requested == VM_PAUSED) {
+	while (vm->requested == VM_PAUSED || (vm->held && vm->requested == VM_RUNNING)) {
 		if (*gen != vm->pause_gen) {
 			if (settle && !settled) {
 				/* Finish the last exit's I/O before the state is read. */
@@ -403,8 +403,13 @@ int vm_add_listener(struct vm *vm, const struct vm_listener *l)
 	return 0;
 }
 
-int vm_start(struct vm *vm)
+int vm_spawn_vcpus(struct vm *vm)
 {
+	if (!vm->nr_vcpus || vm->vcpus[0]->started)
+		return 0;
+	pthread_mutex_lock(&vm->lock);
+	vm->held = true;
+	pthread_mutex_unlock(&vm->lock);
 	vcpu_signals_init();
 	for (int i = 0; i < vm->nr_vcpus; i++) {
 		int err = vcpu_start(vm->vcpus[i]);
@@ -414,6 +419,19 @@ int vm_start(struct vm *vm)
 			return err;
 		}
 	}
+	return 0;
+}
+
+int vm_start(struct vm *vm)
+{
+	int err = vm_spawn_vcpus(vm);
+
+	if (err)
+		return err;
+	pthread_mutex_lock(&vm->lock);
+	vm->held = false;
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
 	vm_notify(vm, VM_EV_RESUME, VM_END_NONE);
 	return 0;
 }

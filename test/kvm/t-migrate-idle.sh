@@ -10,6 +10,12 @@ start_vmm dst --memory 128M --cpus 2 --incoming "unix:$T/mig.sock"
 start_vmm src --kernel "$GUEST" --cmdline idle --memory 128M --cpus 2
 wait_for "$T/src.log" "guest: idle" 30
 sleep 1
+# The destination's vCPU threads wait from its start (so their creation is no
+# part of the downtime), but nothing runs there before the handoff.
+cpus=$(qmp dst query-cpus-fast)
+[ "$(grep -c '"thread-id": [1-9]' <<<"$cpus")" = 2 ] ||
+	fail "the destination's vCPU threads are not there before the migration: $cpus"
+[ "$(run_status dst)" = inmigrate ] || fail "destination is not inmigrate before the migration"
 # Management tools learn that the guest runs on the destination from its
 # RESUME event, as with QEMU.
 python3 "$(dirname "$0")/qmp-client.py" "$T/dst.sock" wait-event RESUME >"$T/resume.out" 2>&1 &
