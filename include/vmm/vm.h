@@ -133,9 +133,9 @@ int vm_add_listener(struct vm *vm, const struct vm_listener *l) VMM_MUST_CHECK;
  * while it waits, so the thread starts are no part of the downtime. Does
  * nothing if the threads exist; 0 or -errno (the guest then ended). */
 int vm_spawn_vcpus(struct vm *vm) VMM_MUST_CHECK;
-/* Lets the vCPU threads run (vm_spawn_vcpus() first if need be) and
- * reports VM_EV_RESUME, as QEMU's RESUME event marks any start (on a
- * migration's destination: the guest runs there from now on); 0 or -errno. */
+/* Reports VM_EV_RESUME, as QEMU's RESUME event marks any start (on a
+ * migration's destination: the guest runs there from now on), and lets the
+ * vCPU threads run (vm_spawn_vcpus() first if need be); 0 or -errno. */
 int vm_start(struct vm *vm) VMM_MUST_CHECK;
 /* Waits for every vCPU thread to finish (after vm_end). */
 void vm_join(struct vm *vm);
