@@ -504,9 +504,9 @@ static int dst_handoff(struct mig_dst *d)
 	/* The vCPU threads wait since the VMM started (vm_spawn_vcpus): once
 	 * they exist nothing can keep the guest from running here, so STARTED
 	 * goes out before they are let go, not after the first of them has
-	 * taken a shared CPU. Under emulation GO to STARTED took 1.4-1.6 ms so,
-	 * 9-10 ms with the vCPUs let go first, and 3.9-4.4 ms when their threads
-	 * were created here. */
+	 * taken a shared CPU. Under emulation, GO to STARTED took 1.4-1.6 ms
+	 * this way, 9-10 ms with the vCPUs let go first, and 3.9-4.4 ms when
+	 * their threads were created here. */
 	ret = dst_test_is("start") ? -EIO : vm_spawn_vcpus(m->vm);
 	if (ret) {
 		devices_unlock_images();
