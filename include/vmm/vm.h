@@ -78,13 +78,14 @@ struct vm {
 	int nr_devices;             /* device registry; set up before start */
 	struct device *devices;
 
-	/* lock guards state, requested, held, acked, end, phase, end_msg, the hooks
+	/* lock guards state, requested, held, rehearsing, acked, end, phase, end_msg, the hooks
 	 * and listener arrays; cond signals any change of them. */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	enum vm_state state;
 	enum vm_state requested;    /* what vCPUs are asked to reach */
 	bool held;                  /* vCPU threads wait for vm_start() */
+	bool rehearsing;            /* vm_rehearse_pause() has the vCPUs */
 	int acked;                  /* vCPUs that reached `requested` */
 	enum vm_end end;
 	enum vm_phase phase;
@@ -118,6 +119,13 @@ int vm_pause(struct vm *vm) VMM_MUST_CHECK;
 /* Resumes a paused VM; 0, -EINVAL if not paused, -ESHUTDOWN if ended,
  * -EPERM after handoff to a migration destination or before incoming state. */
 int vm_resume(struct vm *vm) VMM_MUST_CHECK;
+/* Stops the vCPUs as vm_pause() does, without the pause hooks, the clock
+ * or a STOP event, runs FN(ARG) while they stand still and lets them go
+ * again: what a pause will cost, measured ahead of it. *STOP_NS is how long
+ * stopping them took (0 if the guest is paused already; FN runs all the
+ * same). vm_pause() and vm_resume() wait for it. 0, -EAGAIN before the
+ * vCPUs run, -ESHUTDOWN once the guest has ended. */
+int vm_rehearse_pause(struct vm *vm, void (*fn)(void *), void *arg, uint64_t *stop_ns);
 /* Returns the current run state. */
 enum vm_state vm_state(struct vm *vm);
 /* Sets the migration phase (see enum vm_phase). */

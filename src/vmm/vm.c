@@ -211,11 +211,34 @@ enum vm_state vm_state(struct vm *vm)
 	return s;
 }
 
+/* Takes vm->lock once no rehearsal (vm_rehearse_pause) is under way. */
+static void vm_lock_settled(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	while (vm->rehearsing && vm->end == VM_END_NONE)
+		pthread_cond_wait(&vm->cond, &vm->lock);
+}
+
+/* With vm->lock held: asks every vCPU out of KVM_RUN and waits until each
+ * has acknowledged at its checkpoint, or the guest ended. */
+static void vm_stop_vcpus(struct vm *vm)
+{
+	vm->pause_gen++;
+	vm->acked = 0;
+	vm->requested = VM_PAUSED;
+	pthread_cond_broadcast(&vm->cond);	/* wakes throttled vCPUs */
+	pthread_mutex_unlock(&vm->lock);
+	vm_kick_all(vm);
+	pthread_mutex_lock(&vm->lock);
+	while (vm->acked < vm->nr_vcpus && vm->end == VM_END_NONE)
+		pthread_cond_wait(&vm->cond, &vm->lock);
+}
+
 int vm_pause(struct vm *vm)
 {
 	struct kvm_clock_data clock = { 0 };
 
-	pthread_mutex_lock(&vm->lock);
+	vm_lock_settled(vm);
 	if (vm->end != VM_END_NONE) {
 		pthread_mutex_unlock(&vm->lock);
 		return -ESHUTDOWN;
@@ -228,15 +251,7 @@ int vm_pause(struct vm *vm)
 		pthread_mutex_unlock(&vm->lock);
 		return -EAGAIN;   /* nothing runs yet (incoming migration) */
 	}
-	vm->pause_gen++;
-	vm->acked = 0;
-	vm->requested = VM_PAUSED;
-	pthread_cond_broadcast(&vm->cond);	/* wakes throttled vCPUs */
-	pthread_mutex_unlock(&vm->lock);
-	vm_kick_all(vm);
-	pthread_mutex_lock(&vm->lock);
-	while (vm->acked < vm->nr_vcpus && vm->end == VM_END_NONE)
-		pthread_cond_wait(&vm->cond, &vm->lock);
+	vm_stop_vcpus(vm);
 	if (vm->end != VM_END_NONE) {
 		pthread_mutex_unlock(&vm->lock);
 		return -ESHUTDOWN;
@@ -256,7 +271,7 @@ int vm_resume(struct vm *vm)
 {
 	struct kvm_clock_data clock = { .clock = vm->clock_ns };
 
-	pthread_mutex_lock(&vm->lock);
+	vm_lock_settled(vm);
 	if (vm->end != VM_END_NONE || vm->state != VM_PAUSED || vm->phase != VM_PHASE_NORMAL) {
 		int err = vm->end != VM_END_NONE ? -ESHUTDOWN :
 			  vm->phase != VM_PHASE_NORMAL ? -EPERM : -EINVAL;
@@ -279,6 +294,36 @@ int vm_resume(struct vm *vm)
 	pthread_mutex_unlock(&vm->lock);
 	vm_notify(vm, VM_EV_RESUME, VM_END_NONE);
 	return 0;
+}
+
+int vm_rehearse_pause(struct vm *vm, void (*fn)(void *), void *arg, uint64_t *stop_ns)
+{
+	uint64_t t0 = vm_now_ns();
+
+	vm_lock_settled(vm);
+	*stop_ns = 0;
+	if (vm->end != VM_END_NONE || !vm->nr_vcpus || !vm->vcpus[0] ||
+	    !vm->vcpus[0]->started || vm->held) {
+		int err = vm->end != VM_END_NONE ? -ESHUTDOWN : -EAGAIN;
+
+		pthread_mutex_unlock(&vm->lock);
+		return err;
+	}
+	vm->rehearsing = true;
+	if (vm->state == VM_RUNNING) {
+		vm_stop_vcpus(vm);
+		*stop_ns = vm_now_ns() - t0;
+	}
+	pthread_mutex_unlock(&vm->lock);
+	if (vm_ended(vm) == VM_END_NONE)
+		fn(arg);
+	pthread_mutex_lock(&vm->lock);
+	if (vm->end == VM_END_NONE && vm->state == VM_RUNNING)
+		vm->requested = VM_RUNNING;
+	vm->rehearsing = false;
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+	return vm_ended(vm) == VM_END_NONE ? 0 : -ESHUTDOWN;
 }
 
 void vm_set_phase(struct vm *vm, enum vm_phase phase)

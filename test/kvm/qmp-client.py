@@ -7,6 +7,9 @@
                                              SHUTDOWN {"guest":true} and then EOF
     qmp-client.py SOCK wait-event NAME       prints "ready" once connected, then the
                                              first NAME event (JSON) when it comes
+    qmp-client.py SOCK events                prints "ready" once connected, then
+                                             every event (JSON, one a line) until
+                                             the VMM closes the connection
 
 Prints one "ok: ..." line per check; exits 1 with "FAIL: ..." on the first failure.
 """
@@ -321,6 +324,15 @@ def wait_event(path, name):
     print(json.dumps(ev), flush=True)
 
 
+def events(path):
+    c = Client(path, "client")
+    c.ok("qmp_capabilities")
+    print("ready", flush=True)
+    c.sock.settimeout(None)
+    while (line := c.recv_line()) is not None:
+        print(line.decode(), flush=True)
+
+
 def main():
     if len(sys.argv) < 3:
         sys.exit(__doc__)
@@ -331,6 +343,8 @@ def main():
             scenario(path, cpus)
         elif mode == "powerdown":
             powerdown(path)
+        elif mode == "events":
+            events(path)
         elif mode == "wait-event" and len(sys.argv) > 3:
             wait_event(path, sys.argv[3])
         else:

@@ -22,6 +22,10 @@ python3 "$(dirname "$0")/qmp-client.py" "$T/dst.sock" wait-event RESUME >"$T/res
 ev=$!
 PIDS+=("$ev")
 wait_for "$T/resume.out" "^ready" 30
+python3 "$(dirname "$0")/qmp-client.py" "$T/src.sock" events >"$T/src-events.out" 2>&1 &
+evs=$!
+PIDS+=("$evs")
+wait_for "$T/src-events.out" "^ready" 30
 qmp src migrate "{\"uri\":\"unix:$T/mig.sock\"}" >/dev/null
 st=$(wait_mig src 60)
 qmp src query-migrate
@@ -30,6 +34,10 @@ qmp src query-migrate
 [ "$(run_status dst)" = running ] || fail "destination is not running"
 wait "$ev" || fail "no RESUME event from the destination"
 grep -q '"event": "RESUME"' "$T/resume.out" || fail "no RESUME event from the destination"
+# The source rehearses its pause before the first pass, to time stopping the
+# vCPUs and saving their state for the expected downtime.
+grep -Eq "switching over .*vCPU stop [1-9][0-9]* us, state save [1-9][0-9]* us" "$T/src.out" ||
+	fail "the source did not time its pause ahead of it: $(grep 'switching over' "$T/src.out")"
 # The destination pauses and resumes the halted guest like any other.
 qmp dst stop >/dev/null
 [ "$(run_status dst)" = paused ] || fail "destination could not pause the halted guest"
@@ -38,4 +46,10 @@ qmp dst quit >/dev/null
 qmp src quit >/dev/null
 wait "$PID_dst" || fail "destination exited non-zero"
 wait "$PID_src" || fail "source exited non-zero"
+# The rehearsal is no pause to the guest's users: one STOP (the pause
+# itself), and the guest never ran on the source again.
+wait "$evs" || fail "the source's event listener failed: $(cat "$T/src-events.out")"
+stops=$(grep -Ec '"event": ?"STOP"' "$T/src-events.out" || true)
+[ "$stops" = 1 ] && ! grep -Eq '"event": ?"RESUME"' "$T/src-events.out" ||
+	fail "the source sent $stops STOP events, or a RESUME: $(cat "$T/src-events.out")"
 echo "migration of an idle guest: ok"
