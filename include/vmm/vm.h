@@ -78,8 +78,8 @@ struct vm {
 	int nr_devices;             /* device registry; set up before start */
 	struct device *devices;
 
-	/* lock guards state, requested, held, rehearsing, acked, end, phase, end_msg, the hooks
-	 * and listener arrays; cond signals any change of them. */
+	/* lock guards state, requested, held, rehearsing, acked, end, phase,
+	 * end_msg, the hooks and listener arrays; cond signals any change of them. */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	enum vm_state state;
