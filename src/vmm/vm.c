@@ -211,6 +211,13 @@ enum vm_state vm_state(struct vm *vm)
 	return s;
 }
 
+/* With vm->lock held: whether the vCPU threads run the guest (not before
+ * they start, nor while held for an incoming migration). */
+static bool vm_vcpus_run(const struct vm *vm)
+{
+	return vm->nr_vcpus && vm->vcpus[0] && vm->vcpus[0]->started && !vm->held;
+}
+
 /* Takes vm->lock once no rehearsal (vm_rehearse_pause) is under way. */
 static void vm_lock_settled(struct vm *vm)
 {
@@ -247,7 +254,7 @@ int vm_pause(struct vm *vm)
 		pthread_mutex_unlock(&vm->lock);
 		return 0;
 	}
-	if (!vm->nr_vcpus || !vm->vcpus[0] || !vm->vcpus[0]->started || vm->held) {
+	if (!vm_vcpus_run(vm)) {
 		pthread_mutex_unlock(&vm->lock);
 		return -EAGAIN;   /* nothing runs yet (incoming migration) */
 	}
@@ -300,10 +307,11 @@ int vm_rehearse_pause(struct vm *vm, void (*fn)(void *), void *arg, uint64_t *st
 {
 	uint64_t t0 = vm_now_ns();
 
+	bool ended;
+
 	vm_lock_settled(vm);
 	*stop_ns = 0;
-	if (vm->end != VM_END_NONE || !vm->nr_vcpus || !vm->vcpus[0] ||
-	    !vm->vcpus[0]->started || vm->held) {
+	if (vm->end != VM_END_NONE || !vm_vcpus_run(vm)) {
 		int err = vm->end != VM_END_NONE ? -ESHUTDOWN : -EAGAIN;
 
 		pthread_mutex_unlock(&vm->lock);
@@ -314,16 +322,18 @@ int vm_rehearse_pause(struct vm *vm, void (*fn)(void *), void *arg, uint64_t *st
 		vm_stop_vcpus(vm);
 		*stop_ns = vm_now_ns() - t0;
 	}
+	ended = vm->end != VM_END_NONE;
 	pthread_mutex_unlock(&vm->lock);
-	if (vm_ended(vm) == VM_END_NONE)
+	if (!ended)
 		fn(arg);
 	pthread_mutex_lock(&vm->lock);
-	if (vm->end == VM_END_NONE && vm->state == VM_RUNNING)
+	ended = vm->end != VM_END_NONE;
+	if (!ended && vm->state == VM_RUNNING)
 		vm->requested = VM_RUNNING;
 	vm->rehearsing = false;
 	pthread_cond_broadcast(&vm->cond);
 	pthread_mutex_unlock(&vm->lock);
-	return vm_ended(vm) == VM_END_NONE ? 0 : -ESHUTDOWN;
+	return ended ? -ESHUTDOWN : 0;
 }
 
 void vm_set_phase(struct vm *vm, enum vm_phase phase)
