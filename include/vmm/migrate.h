@@ -60,6 +60,13 @@ struct migrate;
  * throttle-trigger-threshold of 50%). */
 bool migrate_pass_slow(uint64_t dirty_bytes, uint64_t sent_bytes, bool new_low);
 
+/* Whether auto-converge steps the throttle up after pass PASS, the
+ * SLOW-th slow pass in a row, with the vCPUs throttled THROTTLE% so far:
+ * after two slow passes in a row; after a slow first pass, which sent all
+ * of RAM and so measured the guest over the longest time a pass takes; and
+ * once throttled, after every slow pass. */
+bool migrate_throttle_now(uint32_t pass, int slow, uint32_t throttle);
+
 /* Whether one more pass pays once the rest already fits the downtime limit:
  * sending PAGES at BW bytes/s while the guest dirties DIRTY_PPS pages/s
  * leaves at most half of them, and takes at least a tenth off EXPECTED_NS,
@@ -68,11 +75,15 @@ bool migrate_pass_slow(uint64_t dirty_bytes, uint64_t sent_bytes, bool new_low);
  * guest's users wait. */
 bool migrate_settle_pass(uint64_t pages, double dirty_pps, double bw, uint64_t expected_ns);
 
-/* Auto-converge's next vCPU throttle (%) after a slow pass at
- * throttle CUR with DIRTY_BPS bytes/s dirtied and BW bytes/s sent: 20 first,
- * then 10 more, or at once what brings the guest's writes (assumed to scale
- * with the time it may run) under half the bandwidth; at most MAX. */
-uint32_t migrate_next_throttle(uint32_t cur, double dirty_bps, double bw, uint32_t max);
+/* Auto-converge's next vCPU throttle (%), at throttle CUR, with DIRTY_BPS
+ * bytes/s dirtied, BW bytes/s sent, REST bytes left to send and room for
+ * FIT bytes in the pause: as much as makes each pass leave at most
+ * (FIT/REST)^(1/3) of what it sent, so the rest fits after three more
+ * passes (the guest's writes taken to scale with the time it may run);
+ * after a slow pass (SLOW) at least 20, or 10 more than CUR; at most MAX.
+ * CUR if nothing calls for more. */
+uint32_t migrate_next_throttle(uint32_t cur, bool slow, double dirty_bps, double bw,
+			       double rest, double fit, uint32_t max);
 
 /* Creates the migration controller of VM, whose vCPUs exist and do not run
  * yet (it reads vCPU 0's MSR list now); NULL on failure, with a message. */

@@ -75,6 +75,11 @@ struct ram_tracker {
 	struct ram_stats stats;   /* all passes; the extra streams' added after each */
 	struct ram_lane lanes[RAM_MAX_STREAMS];
 	uint64_t pass_pages;      /* pending when the pass began */
+	uint64_t sync_ns;         /* when the dirty log was last read (or tracking began) */
+	/* for each page re-protected since sync_ns, the us from sync_ns to
+	 * that: writes before then did not count */
+	_Atomic uint64_t late_us;
+	uint64_t dirty_rate;      /* pages/s the guest dirtied, by the last ram_sync() */
 	_Atomic uint64_t done;    /* pages of this pass sent, all streams */
 	_Atomic uint64_t xsent;   /* bytes the extra streams sent, all passes */
 	_Atomic bool stop;        /* a stream failed: the others give up */
@@ -95,7 +100,10 @@ int ram_send_init(struct ram_tracker *t, struct guest_mem *mem) VMM_MUST_CHECK;
 /* Stops dirty tracking and frees the tracker. */
 void ram_track_stop(struct ram_tracker *t);
 /* Collects pages dirtied since the last sync into the send set; returns the
- * number of pages now waiting to be sent, or -errno. */
+ * number of pages now waiting to be sent, or -errno. Sets dirty_rate: those
+ * pages over the mean time a page was open to a write that counts, which for
+ * a page the pass re-protected began only then (half the first pass, for a
+ * guest writing all over its RAM). */
 int64_t ram_sync(struct ram_tracker *t);
 /* Returns the number of pages waiting to be sent. */
 uint64_t ram_pending(const struct ram_tracker *t);

@@ -102,6 +102,7 @@ int ram_track_start(struct ram_tracker *t, struct vm *vm)
 	}
 	memset(t->user, 0, (t->npages + 63) / 64 * 8);
 	atomic_store(&vm->mem.dirty_on, true);
+	t->sync_ns = vm_now_ns();
 	return 0;
 }
 
@@ -144,6 +145,8 @@ uint64_t ram_pending(const struct ram_tracker *t)
 int64_t ram_sync(struct ram_tracker *t)
 {
 	struct guest_mem *mem = &t->vm->mem;
+	uint64_t now = vm_now_ns(), open_ns = now - t->sync_ns, pending;
+	uint64_t late_ns = atomic_exchange(&t->late_us, 0) * 1000 / t->npages;
 
 	for (int i = 0; i < mem->nr_regions; i++) {
 		const struct mem_region *r = &mem->regions[i];
@@ -160,7 +163,11 @@ int64_t ram_sync(struct ram_tracker *t)
 	for (uint64_t w = 0; w < (t->npages + 63) / 64; w++)
 		t->dirty[w] |= atomic_exchange_explicit((_Atomic uint64_t *)&t->user[w], 0,
 							memory_order_acquire);
-	return (int64_t)ram_pending(t);
+	pending = ram_pending(t);
+	open_ns = open_ns > late_ns ? open_ns - late_ns : 1;
+	t->dirty_rate = pending * 1000000000ULL / open_ns;
+	t->sync_ns = now;
+	return (int64_t)pending;
 }
 
 /* True if RAM page PAGE holds data: present or swapped out, by
@@ -243,7 +250,11 @@ static int ram_clear(struct ram_tracker *t, int slot, uint64_t w0, uint64_t w1)
 
 	if (!t->manual_protect)	/* also without KVM (ram_send_init) */
 		return 0;
-	return ioctl(t->vm->vm_fd, KVM_CLEAR_DIRTY_LOG, &c) < 0 ? -errno : 0;
+	if (ioctl(t->vm->vm_fd, KVM_CLEAR_DIRTY_LOG, &c) < 0)
+		return -errno;
+	atomic_fetch_add(&t->late_us, bits_set(&t->dirty[w0], (w1 - w0) * 64) *
+				      ((vm_now_ns() - t->sync_ns) / 1000));
+	return 0;
 }
 
 /* Sleeps as needed so the lane stays under RATE, its share of max_bandwidth. */

@@ -3,6 +3,7 @@
  * shrinking, or hits the cap), then pause, final pages, vCPU, KVM and device
  * state, and the READY/GO handoff. Any failure before GO resumes the guest. */
 #include <errno.h>
+#include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -239,19 +240,40 @@ static int src_pass(struct mig_src *s, uint32_t pass)
  * dirty-log sync, the pages and the state at the measured bandwidth,
  * loading the state (as the destination timed it), and READY/GO/STARTED,
  * one and a half round trips. */
+static double src_bw(const struct mig_src *s)
+{
+	return s->bw > 0 ? s->bw : 100e6;
+}
+
+/* The pause but for its pages (ns): the state, the vCPUs' stop and save,
+ * the last sync, the destination's load and the handoff's round trips. */
+static double src_fixed_ns(const struct mig_src *s)
+{
+	return MIG_STATE_ESTIMATE * 1e9 / src_bw(s) + (double)s->stop_ns + (double)s->save_ns +
+	       (double)s->sync_ns + (double)s->restore_ns + 1.5 * (double)s->rtt_ns;
+}
+
 static uint64_t src_expected_ms(struct mig_src *s, uint64_t pages)
 {
-	double bytes = (double)pages * (PAGE_SIZE + 8) + MIG_STATE_ESTIMATE;
-	double ns = bytes * 1e9 / (s->bw > 0 ? s->bw : 100e6) + (double)s->stop_ns +
-		    (double)s->save_ns + (double)s->sync_ns + (double)s->restore_ns +
-		    1.5 * (double)s->rtt_ns;
+	double ns = (double)pages * (PAGE_SIZE + 8) * 1e9 / src_bw(s) + src_fixed_ns(s);
 
 	return (uint64_t)(ns / 1e6 + 0.5);
+}
+
+/* Bytes of pages a pause of LIMIT_MS has room for (0 or less: none). */
+static double src_fit_bytes(const struct mig_src *s, uint64_t limit_ms)
+{
+	return ((double)limit_ms * 1e6 - src_fixed_ns(s)) * src_bw(s) / 1e9;
 }
 
 bool migrate_pass_slow(uint64_t dirty_bytes, uint64_t sent_bytes, bool new_low)
 {
 	return !new_low || dirty_bytes > sent_bytes / 2;
+}
+
+bool migrate_throttle_now(uint32_t pass, int slow, uint32_t throttle)
+{
+	return slow >= 2 || (slow == 1 && (pass == 1 || throttle));
 }
 
 bool migrate_settle_pass(uint64_t pages, double dirty_pps, double bw, uint64_t expected_ns)
@@ -263,13 +285,15 @@ bool migrate_settle_pass(uint64_t pages, double dirty_pps, double bw, uint64_t e
 	       ((double)pages - next) * page_ns >= (double)expected_ns / 10;
 }
 
-uint32_t migrate_next_throttle(uint32_t cur, double dirty_bps, double bw, uint32_t max)
+uint32_t migrate_next_throttle(uint32_t cur, bool slow, double dirty_bps, double bw,
+			       double rest, double fit, uint32_t max)
 {
-	uint32_t next = cur ? cur + 10 : 20;
+	uint32_t next = slow ? (cur ? cur + 10 : 20) : cur;
 	double full = dirty_bps / (1.0 - (cur < 99 ? cur : 99) / 100.0);   /* unthrottled */
 
-	if (bw > 0 && full > bw / 2) {
-		double need = 100.0 * (1.0 - bw / (2.0 * full));
+	if (bw > 0 && full > 0 && fit > 0 && rest > fit) {
+		double q = cbrt(fit / rest);	/* what each pass may leave of the last */
+		double need = 100.0 * (1.0 - q * bw / full);
 
 		if (need > next)
 			next = (uint32_t)need + 1;
@@ -281,13 +305,11 @@ uint32_t migrate_next_throttle(uint32_t cur, double dirty_bps, double bw, uint32
  * limit (and one more pass would not take much of it away:
  * migrate_settle_pass), the dirty set stops shrinking (the Xen rule: two
  * passes in a row without a new low at least 10% under the best so far), or
- * the cap. With auto-converge two slow passes in a row (no new low, or the
- * guest dirtied more than half the bytes the pass sent: QEMU's
- * throttle-trigger-threshold of 50%) throttle the vCPUs, and every slow pass
- * after that throttles them more (migrate_next_throttle: 20%, 10% more, or
- * straight to what the measured dirty rate and bandwidth call for), up to
- * max-cpu-throttle; only a stall at the ceiling switches over. The throttle
- * holds until the pause. */
+ * the cap. Auto-converge throttles the vCPUs when the rest would not fit
+ * within three more passes at the measured dirty rate and bandwidth, and
+ * steps the throttle up after slow passes (migrate_next_throttle,
+ * migrate_throttle_now), up to max-cpu-throttle; only a stall at the
+ * ceiling switches over. The throttle holds until the pause. */
 static int src_precopy(struct mig_src *s, uint32_t *last)
 {
 	uint64_t best = UINT64_MAX;
@@ -296,7 +318,7 @@ static int src_precopy(struct mig_src *s, uint32_t *last)
 
 	for (uint32_t pass = 1;; pass++) {
 		struct migrate_params p;
-		uint64_t t0 = vm_now_ns(), t_sync, exp, rate;
+		uint64_t t_sync, exp, rate;
 		int64_t pending;
 		int ret;
 
@@ -315,7 +337,7 @@ static int src_precopy(struct mig_src *s, uint32_t *last)
 		if (pending < 0)
 			return (int)pending;
 		s->sync_ns = vm_thread_ns() - t_sync;
-		rate = (uint64_t)pending * 1000000000ULL / (vm_now_ns() - t0 + 1);
+		rate = s->ram.dirty_rate;
 		exp = src_expected_ms(s, (uint64_t)pending);
 		src_stats(s, pass, (uint64_t)pending, rate, exp);
 		vmm_info("migration: pass %u: %.1f MiB in %llu ms, %lld pages dirty (%llu/s), "
@@ -351,12 +373,17 @@ static int src_precopy(struct mig_src *s, uint32_t *last)
 		}
 		slow = migrate_pass_slow((uint64_t)pending * PAGE_SIZE, s->pass_bytes, !stalls) ?
 		       slow + 1 : 0;
-		if (p.auto_converge && (slow >= 2 || (throttle && slow)) &&
-		    throttle < p.max_cpu_throttle && pass < p.max_passes) {
-			throttle = migrate_next_throttle(throttle, (double)rate * PAGE_SIZE, s->bw,
-							 p.max_cpu_throttle);
-			src_throttle(s, throttle);
-			continue;
+		if (p.auto_converge && throttle < p.max_cpu_throttle && pass < p.max_passes) {
+			uint32_t next = migrate_next_throttle(
+				throttle, migrate_throttle_now(pass, slow, throttle),
+				(double)rate * PAGE_SIZE, s->bw, (double)pending * (PAGE_SIZE + 8),
+				src_fit_bytes(s, p.downtime_limit_ms), p.max_cpu_throttle);
+
+			if (next > throttle) {
+				throttle = next;
+				src_throttle(s, throttle);
+				continue;
+			}
 		}
 		if ((stalls >= 2 || pass >= p.max_passes) && p.switchover_on_stall)
 			return 0;

@@ -817,8 +817,6 @@ static void *unthrottle_later(void *arg)
 	return NULL;
 }
 
-/* A kicked vCPU sleeps PCT/(100-PCT) of the time it ran, at most 1 s, and
- * wakes as soon as the throttle is lifted. */
 /* A pass is slow when it set no new low or the guest dirtied more than half
  * of what it sent. */
 static void test_pass_slow(void **state)
@@ -831,6 +829,20 @@ static void test_pass_slow(void **state)
 	assert_true(migrate_pass_slow(120500001, 241000000, true));
 	/* no new low is slow whatever the rates */
 	assert_true(migrate_pass_slow(0, 241000000, false));
+}
+
+/* When auto-converge throttles: a slow first pass, two slow passes in a
+ * row, or any slow pass once throttled; never after a pass that was not
+ * slow. */
+static void test_throttle_now(void **state)
+{
+	(void)state;
+	assert_true(migrate_throttle_now(1, 1, 0));
+	assert_false(migrate_throttle_now(2, 1, 0));	/* pass 1 was not slow */
+	assert_true(migrate_throttle_now(3, 2, 0));
+	assert_true(migrate_throttle_now(4, 1, 20));
+	assert_false(migrate_throttle_now(1, 0, 0));
+	assert_false(migrate_throttle_now(5, 0, 20));
 }
 
 /* One more pass once the rest fits the limit: only if it leaves at most
@@ -856,23 +868,45 @@ static void test_settle_pass(void **state)
 	assert_false(migrate_settle_pass(0, 0, 36e6, 42000000));
 }
 
-/* Auto-converge's steps: 20, +10, or what the rates call for, capped. */
+/* Auto-converge: 20, +10 after a slow pass, or what makes the rest fit
+ * within three more passes; capped; never down. */
 static void test_next_throttle(void **state)
 {
+	static const struct {
+		uint32_t cur;
+		bool slow;
+		double dirty, bw, rest, fit;
+		uint32_t max, want;
+	} c[] = {
+		/* nothing to project (the rest fits, or nothing ever would): steps */
+		{ 0, true, 10e6, 100e6, 1e6, 4e6, 99, 20 },
+		{ 20, true, 10e6, 100e6, 1e6, 4e6, 99, 30 },
+		{ 20, false, 10e6, 100e6, 1e6, 4e6, 99, 20 },
+		{ 0, false, 40e6, 50e6, 200e6, 0, 99, 0 },
+		/* 200 MB left, room for 4: each pass may leave cbrt(0.02) = 0.271
+		 * of the last, so 40 MB/s dirtied against 50 sent needs 66% off */
+		{ 0, false, 40e6, 50e6, 200e6, 4e6, 99, 67 },
+		{ 0, true, 40e6, 50e6, 200e6, 4e6, 99, 67 },
+		/* the same guest seen at 50%: 20 MB/s dirtied is 40 unthrottled */
+		{ 50, false, 20e6, 50e6, 200e6, 4e6, 99, 67 },
+		/* already enough: stays; a guest that keeps up with three passes: 0 */
+		{ 70, false, 12e6, 50e6, 200e6, 4e6, 99, 70 },
+		{ 0, false, 10e6, 50e6, 200e6, 4e6, 99, 0 },
+		/* the ceiling holds; no bandwidth measured yet: steps only */
+		{ 0, false, 1e9, 10e6, 200e6, 4e6, 60, 60 },
+		{ 90, true, 1e9, 10e6, 200e6, 4e6, 99, 99 },
+		{ 30, true, 1e9, 0, 200e6, 4e6, 99, 40 },
+	};
+
 	(void)state;
-	/* dirtying well under half the bandwidth: the fixed steps */
-	assert_int_equal(migrate_next_throttle(0, 10e6, 100e6, 99), 20);
-	assert_int_equal(migrate_next_throttle(20, 10e6, 100e6, 99), 30);
-	/* 100 MB/s against 50 MB/s sent: 75% brings it to 25 MB/s */
-	assert_int_equal(migrate_next_throttle(0, 100e6, 50e6, 99), 76);
-	/* the same guest seen at 50%: 50 MB/s dirtied is 100 MB/s unthrottled */
-	assert_int_equal(migrate_next_throttle(50, 50e6, 50e6, 99), 76);
-	/* the ceiling holds; no bandwidth measured yet: fixed steps */
-	assert_int_equal(migrate_next_throttle(0, 1e9, 10e6, 60), 60);
-	assert_int_equal(migrate_next_throttle(90, 1e9, 10e6, 99), 99);
-	assert_int_equal(migrate_next_throttle(30, 1e9, 0, 99), 40);
+	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++)
+		assert_int_equal(migrate_next_throttle(c[i].cur, c[i].slow, c[i].dirty, c[i].bw,
+						       c[i].rest, c[i].fit, c[i].max),
+				 c[i].want);
 }
 
+/* A kicked vCPU sleeps PCT/(100-PCT) of the time it ran, at most 1 s, and
+ * wakes as soon as the throttle is lifted. */
 static void test_throttle(void **state)
 {
 	struct vm *vm = calloc(1, sizeof(*vm));
@@ -934,6 +968,7 @@ int main(void)
 		cmocka_unit_test(test_vm_kvm_state),
 		cmocka_unit_test(test_throttle),
 		cmocka_unit_test(test_pass_slow),
+		cmocka_unit_test(test_throttle_now),
 		cmocka_unit_test(test_next_throttle),
 		cmocka_unit_test(test_settle_pass),
 		cmocka_unit_test(test_ram_send_paced),
