@@ -16,6 +16,9 @@
  * connects all its page streams (RAM_MAX_STREAMS) before the destination
  * accepts the first extra one. */
 #define CHAN_BACKLOG 16
+/* A receive of fewer bytes than this reads up to this many (chan_recv):
+ * a frame header plus a full page frame's index */
+#define CHAN_AHEAD 4096
 
 /* One end of a migration connection; used by one thread at a time, except
  * chan_abort() which any thread may call. */
@@ -26,6 +29,11 @@ struct chan {
 	int timeout_ms;             /* bound on any single wait */
 	uint64_t sent;              /* bytes sent */
 	uint64_t received;          /* bytes received */
+	/* what a small receive read past the bytes it wanted, handed out
+	 * first by the next ones: a page frame's header, index and the start
+	 * of its data come in one read, not three */
+	uint8_t ahead[CHAN_AHEAD];
+	size_t ahead_off, ahead_len;
 };
 
 /* Connects to URI within TIMEOUT_MS; 0 or -errno with a reason in ERR. */

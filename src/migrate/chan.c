@@ -272,16 +272,72 @@ int chan_send(struct chan *c, const void *buf, size_t len)
 	return chan_xfer(c, &iov, 1, true);
 }
 
+/* Moves read-ahead bytes into IOV[0..N), using its entries up; returns the
+ * bytes IOV still wants. */
+static size_t chan_take_ahead(struct chan *c, struct iovec *iov, int n)
+{
+	size_t want = 0;
+
+	for (int i = 0; i < n; i++) {
+		size_t k = c->ahead_len < iov[i].iov_len ? c->ahead_len : iov[i].iov_len;
+
+		memcpy(iov[i].iov_base, c->ahead + c->ahead_off, k);
+		iov[i].iov_base = (uint8_t *)iov[i].iov_base + k;
+		iov[i].iov_len -= k;
+		c->ahead_off += k;
+		c->ahead_len -= k;
+		want += iov[i].iov_len;
+	}
+	return want;
+}
+
+/* Reads into the empty read-ahead buffer until it holds WANT bytes, each
+ * read taking what the socket has, up to the buffer's end; 0 or -errno. */
+static int chan_fill_ahead(struct chan *c, size_t want)
+{
+	struct iovec iov;
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+	c->ahead_off = 0;	/* chan_take_ahead() emptied it */
+	while (c->ahead_len < want) {
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&c->ring);
+		int res;
+
+		if (!sqe)
+			return -EBUSY;
+		iov = (struct iovec){ c->ahead + c->ahead_len, sizeof(c->ahead) - c->ahead_len };
+		io_uring_prep_recvmsg(sqe, c->fd, &msg, 0);
+		res = chan_run(c, sqe);
+		if (res < 0)
+			return res;
+		if (res == 0)
+			return -ECONNRESET;
+		c->received += (uint64_t)res;
+		c->ahead_len += (size_t)res;
+	}
+	return 0;
+}
+
 int chan_recvv(struct chan *c, struct iovec *iov, int n)
 {
-	return chan_xfer(c, iov, n, false);
+	size_t want = chan_take_ahead(c, iov, n);
+	int ret;
+
+	if (want == 0)
+		return 0;
+	if (want >= sizeof(c->ahead))
+		return chan_xfer(c, iov, n, false);
+	ret = chan_fill_ahead(c, want);
+	if (!ret)
+		chan_take_ahead(c, iov, n);
+	return ret;
 }
 
 int chan_recv(struct chan *c, void *buf, size_t len)
 {
 	struct iovec iov = { buf, len };
 
-	return chan_xfer(c, &iov, 1, false);
+	return chan_recvv(c, &iov, 1);
 }
 
 int chan_recv_header(struct chan *c, struct stream_frame *f, uint64_t max)

@@ -81,6 +81,40 @@ static void test_chan_frames(void **state)
 	chan_close(&b);
 }
 
+/* Small receives read ahead: a header and an index come in one read, the
+ * page data after them partly from that read and the rest straight from
+ * the socket, every byte in order. */
+static void test_chan_read_ahead(void **state)
+{
+	enum { HDR = 10, INDEX = 100, DATA = 65536, TAIL = 5, ALL = HDR + INDEX + DATA + TAIL };
+	static uint8_t out[ALL], data[DATA];
+	uint8_t small[INDEX];
+	struct iovec iov[16];
+	struct chan a, b;
+
+	(void)state;
+	for (size_t i = 0; i < ALL; i++)
+		out[i] = (uint8_t)(i * 2654435761u >> 11);
+	chan_pair(&a, &b, 2000);
+	assert_int_equal(chan_send(&a, out, ALL), 0);
+	assert_int_equal(chan_recv(&b, small, HDR), 0);
+	assert_memory_equal(small, out, HDR);
+	assert_int_equal(b.received, CHAN_AHEAD);	/* one read, as far as it goes */
+	assert_int_equal(chan_recv(&b, small, INDEX), 0);
+	assert_memory_equal(small, out + HDR, INDEX);
+	assert_int_equal(b.received, CHAN_AHEAD);	/* no read at all */
+	for (int i = 0; i < 16; i++)
+		iov[i] = (struct iovec){ data + i * 4096, 4096 };
+	assert_int_equal(chan_recvv(&b, iov, 16), 0);
+	assert_memory_equal(data, out + HDR + INDEX, DATA);
+	assert_int_equal(chan_recv(&b, small, TAIL), 0);
+	assert_memory_equal(small, out + HDR + INDEX + DATA, TAIL);
+	assert_int_equal(b.received, ALL);
+	chan_close(&a);
+	assert_int_equal(chan_recv(&b, small, 1), -ECONNRESET);
+	chan_close(&b);
+}
+
 static void test_chan_eof_and_stall(void **state)
 {
 	struct chan a, b;
@@ -953,6 +987,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_chan_frames),
+		cmocka_unit_test(test_chan_read_ahead),
 		cmocka_unit_test(test_chan_eof_and_stall),
 		cmocka_unit_test(test_chan_uri),
 		cmocka_unit_test(test_chan_backlog),
