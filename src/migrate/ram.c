@@ -146,7 +146,7 @@ int64_t ram_sync(struct ram_tracker *t)
 {
 	struct guest_mem *mem = &t->vm->mem;
 	uint64_t now = vm_now_ns(), open_ns = now - t->sync_ns, pending;
-	uint64_t late_ns = atomic_exchange(&t->late_us, 0) * 1000 / t->npages;
+	uint64_t late_ns = atomic_exchange(&t->late_us, 0) / t->npages * 1000;
 
 	for (int i = 0; i < mem->nr_regions; i++) {
 		const struct mem_region *r = &mem->regions[i];

@@ -235,11 +235,7 @@ static int src_pass(struct mig_src *s, uint32_t pass)
 	return ret;
 }
 
-/* The downtime if the guest paused now with PAGES dirty: stopping the vCPUs
- * and saving their and the in-kernel state (as rehearsed here), one more
- * dirty-log sync, the pages and the state at the measured bandwidth,
- * loading the state (as the destination timed it), and READY/GO/STARTED,
- * one and a half round trips. */
+/* The measured bandwidth (bytes/s), or 100 MB/s before there is one. */
 static double src_bw(const struct mig_src *s)
 {
 	return s->bw > 0 ? s->bw : 100e6;
@@ -253,6 +249,11 @@ static double src_fixed_ns(const struct mig_src *s)
 	       (double)s->sync_ns + (double)s->restore_ns + 1.5 * (double)s->rtt_ns;
 }
 
+/* The downtime if the guest paused now with PAGES dirty: stopping the vCPUs
+ * and saving their and the in-kernel state (as rehearsed here), one more
+ * dirty-log sync, the pages and the state at the measured bandwidth,
+ * loading the state (as the destination timed it), and READY/GO/STARTED,
+ * one and a half round trips. */
 static uint64_t src_expected_ms(struct mig_src *s, uint64_t pages)
 {
 	double ns = (double)pages * (PAGE_SIZE + 8) * 1e9 / src_bw(s) + src_fixed_ns(s);
