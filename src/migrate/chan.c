@@ -218,6 +218,28 @@ static int chan_run(struct chan *c, struct io_uring_sqe *sqe)
 	return res;
 }
 
+/* One sendmsg (SEND, with FLAGS) or recvmsg of MSG; the bytes it moved (at
+ * least one, counted) or -errno (-EPIPE or -ECONNRESET when the peer is
+ * gone). */
+static int chan_op(struct chan *c, struct msghdr *msg, bool send, int flags)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&c->ring);
+	int res;
+
+	if (!sqe)
+		return -EBUSY;
+	if (send)
+		io_uring_prep_sendmsg(sqe, c->fd, msg, flags);
+	else
+		io_uring_prep_recvmsg(sqe, c->fd, msg, flags);
+	res = chan_run(c, sqe);
+	if (res == 0)
+		return send ? -EPIPE : -ECONNRESET;
+	if (res > 0)
+		*(send ? &c->sent : &c->received) += (uint64_t)res;
+	return res;
+}
+
 /* Sends (SEND) or receives all of IOV[0..N), advancing its entries as bytes
  * move; 0 or -errno (-EPIPE or -ECONNRESET when the peer is gone). */
 static int chan_xfer(struct chan *c, struct iovec *iov, int n, bool send)
@@ -226,28 +248,17 @@ static int chan_xfer(struct chan *c, struct iovec *iov, int n, bool send)
 	int idx = 0;
 
 	for (;;) {
-		struct io_uring_sqe *sqe;
 		int res;
 
 		while (idx < n && iov[idx].iov_len == 0)
 			idx++;
 		if (idx == n)
 			return 0;
-		sqe = io_uring_get_sqe(&c->ring);
-		if (!sqe)
-			return -EBUSY;
 		msg.msg_iov = iov + idx;
 		msg.msg_iovlen = (size_t)(n - idx < UIO_MAXIOV ? n - idx : UIO_MAXIOV);
-		if (send)
-			io_uring_prep_sendmsg(sqe, c->fd, &msg, MSG_NOSIGNAL);
-		else
-			io_uring_prep_recvmsg(sqe, c->fd, &msg, MSG_WAITALL);
-		res = chan_run(c, sqe);
+		res = chan_op(c, &msg, send, send ? MSG_NOSIGNAL : MSG_WAITALL);
 		if (res < 0)
 			return res;
-		if (res == 0)
-			return send ? -EPIPE : -ECONNRESET;
-		*(send ? &c->sent : &c->received) += (uint64_t)res;
 		for (size_t left = (size_t)res; left; idx++) {
 			if (left < iov[idx].iov_len) {
 				iov[idx].iov_base = (uint8_t *)iov[idx].iov_base + left;
@@ -300,19 +311,12 @@ static int chan_fill_ahead(struct chan *c, size_t want)
 
 	c->ahead_off = 0;	/* chan_take_ahead() emptied it */
 	while (c->ahead_len < want) {
-		struct io_uring_sqe *sqe = io_uring_get_sqe(&c->ring);
 		int res;
 
-		if (!sqe)
-			return -EBUSY;
 		iov = (struct iovec){ c->ahead + c->ahead_len, sizeof(c->ahead) - c->ahead_len };
-		io_uring_prep_recvmsg(sqe, c->fd, &msg, 0);
-		res = chan_run(c, sqe);
+		res = chan_op(c, &msg, false, 0);
 		if (res < 0)
 			return res;
-		if (res == 0)
-			return -ECONNRESET;
-		c->received += (uint64_t)res;
 		c->ahead_len += (size_t)res;
 	}
 	return 0;

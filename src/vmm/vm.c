@@ -306,7 +306,6 @@ int vm_resume(struct vm *vm)
 int vm_rehearse_pause(struct vm *vm, void (*fn)(void *), void *arg, uint64_t *stop_ns)
 {
 	uint64_t t0 = vm_now_ns();
-
 	bool ended;
 
 	vm_lock_settled(vm);
