@@ -30,7 +30,9 @@ ip link set "$TAP" up
 command -v python3 >/dev/null || skip "no python3 for the host side"
 
 # Host side: a sink for the guest's stream, and an HTTP server for the guest to read from.
-head -c 16777216 /dev/urandom >"$WORK/src.bin"
+OUT_MIB=8	# guest->host
+IN_MIB=16	# host->guest
+head -c $((IN_MIB << 20)) /dev/urandom >"$WORK/src.bin"
 SRC_SUM=$(md5sum <"$WORK/src.bin" | cut -d' ' -f1)
 timeout 900 python3 -c '
 import socket, sys
@@ -51,7 +53,7 @@ G="ip link set eth0 up; ip addr add $GUEST_IP/24 dev eth0;
 echo MAC=\$(cat /sys/class/net/eth0/address);
 ping -c 3 -W 5 $HOST_IP >/dev/null && echo PING=ok;
 set -- \$(cat /proc/uptime); echo UP0=\$1;
-dd if=/dev/zero bs=1M count=8 2>/dev/null | timeout 300 nc $HOST_IP 5001 && echo SENT=ok;
+dd if=/dev/zero bs=1M count=$OUT_MIB 2>/dev/null | timeout 300 nc $HOST_IP 5001 && echo SENT=ok;
 set -- \$(cat /proc/uptime); echo UP1=\$1; grep eth0 /proc/net/dev;
 echo RECV=\$(timeout 120 wget -q -O - http://$HOST_IP:8000/src.bin | md5sum | cut -c1-32);
 set -- \$(cat /proc/uptime); echo UP2=\$1"
@@ -79,12 +81,12 @@ took() { awk -v a="$(log_value "$WORK/net.log" "$1")" -v b="$(log_value "$WORK/n
 	'BEGIN { printf "%.1f s", b - a }'; }
 [ "$(log_value "$WORK/net.log" SENT)" = ok ] ||
 	fail "guest->host stream failed after $(took UP0 UP1), $(stat -c %s "$WORK/sink.bin") bytes arrived"
-ZSUM=$(head -c 8388608 /dev/zero | md5sum | cut -d' ' -f1)
+ZSUM=$(head -c $((OUT_MIB << 20)) /dev/zero | md5sum | cut -d' ' -f1)
 [ "$(md5sum <"$WORK/sink.bin" | cut -d' ' -f1)" = "$ZSUM" ] ||
 	fail "guest->host stream corrupted ($(stat -c %s "$WORK/sink.bin") bytes)"
-ok "8 MiB guest->host intact in $(took UP0 UP1)"
+ok "$OUT_MIB MiB guest->host intact in $(took UP0 UP1)"
 [ "$(log_value "$WORK/net.log" RECV)" = "$SRC_SUM" ] || fail "host->guest stream corrupted"
-ok "16 MiB host->guest intact in $(took UP1 UP2)"
+ok "$IN_MIB MiB host->guest intact in $(took UP1 UP2)"
 
 # A given MAC is used as is.
 vm_run "$WORK/net2.log" "$BOOT_TIMEOUT" 'echo MAC=$(cat /sys/class/net/eth0/address)' \
