@@ -13,7 +13,9 @@
 # process's peak memory beyond guest RAM during the migration (all resident
 # memory but the 512 MiB guest RAM mapping, from smaps), against the budget
 # of 16 MiB + 1% of guest RAM (vmm only: QEMU maps its guest RAM differently,
-# so the same figure means nothing for it). Without
+# so the same figure means nothing for it). And each one's total time against
+# the floor under it: how long plain send()/recv() over a unix socket, in the
+# same boot, takes to move as many bytes as it sent (bench/sockfloor). Without
 # /dev/kvm it runs each round inside a fresh nested-KVM sandbox, where only
 # the ratios mean anything.
 set -euo pipefail
@@ -29,16 +31,18 @@ median() {
 
 # medians LABEL LINES...: the medians of the rounds' "ratios:" lines.
 medians() {
-	local label=$1 n=0 rd=() rt=() rb=() rc=() rg=()
+	local label=$1 n=0 rd=() rt=() rb=() rc=() rg=() rfv=() rfq=()
 	shift
 	for l in "$@"; do
-		read -r _ d t b c g <<<"$l"
-		rd+=("$d") rt+=("$t") rb+=("$b") rc+=("$c") rg+=("$g")
+		read -r _ d t b c g fv fq <<<"$l"
+		rd+=("$d") rt+=("$t") rb+=("$b") rc+=("$c") rg+=("$g") rfv+=("$fv") rfq+=("$fq")
 		n=$((n + 1))
 	done
 	echo "$label, median of $n rounds (vmm/QEMU): downtime $(echo "${rd[*]}" | median)" \
 		"(STOP to RESUME $(echo "${rg[*]}" | median)), total time $(echo "${rt[*]}" | median)," \
-		"bytes $(echo "${rb[*]}" | median), CPU used $(echo "${rc[*]}" | median)"
+		"bytes $(echo "${rb[*]}" | median), CPU used $(echo "${rc[*]}" | median);" \
+		"total time against the floor: vmm $(echo "${rfv[*]}" | median)," \
+		"QEMU $(echo "${rfq[*]}" | median)"
 }
 
 # Nested KVM under emulation now and then wedges the sandbox while a guest
@@ -167,6 +171,18 @@ one() {
 
 ratio() { "$PY" -c "import sys; print(f'{float(sys.argv[1])/max(float(sys.argv[2]),1e-9):.2f}')" "$1" "$2"; }
 
+# floor_rate: MiB/s that plain send()/recv() moves over a unix socket here and
+# now (bench/sockfloor, the better of two runs of 256 MiB): no migration over
+# such a socket moves its bytes faster.
+floor_rate() {
+	for i in 1 2; do
+		build/bench/sockfloor 256 | sed -n 's/.*, \([0-9]*\) MiB\/s$/\1/p'
+	done | sort -n | tail -1
+}
+
+# floor_ms BYTES RATE: how long RATE MiB/s takes to move BYTES.
+floor_ms() { "$PY" -c "import sys; print(round(int(sys.argv[1]) / 1048576 / float(sys.argv[2]) * 1000))" "$1" "$2"; }
+
 # ROUNDS rounds of each workload, vmm and QEMU taking turns; a line per
 # round, then the medians of the per-round ratios (the sandbox's figures
 # swing by tens of percent from run to run).
@@ -186,12 +202,18 @@ for rate in $WORKLOADS; do
 		read -r qd qt qb _ _ qp qc qg _ <<<"$q"
 		rd=$(ratio "$vd" "$qd") rt=$(ratio "$vt" "$qt")
 		rb=$(ratio "$vb" "$qb") rc=$(ratio "$vc" "$qc") rg=$(ratio "$vg" "$qg")
-		lines+=("ratios: $rd $rt $rb $rc $rg")
+		fr=$(floor_rate)
+		fv=$(floor_ms "$vb" "$fr") fq=$(floor_ms "$qb" "$fr")
+		rfv=$(ratio "$vt" "$fv") rfq=$(ratio "$qt" "$fq")
+		lines+=("ratios: $rd $rt $rb $rc $rg $rfv $rfq")
 		echo "$label, round $round ($first first): downtime vmm ${vd} ms / qemu ${qd} ms = $rd;" \
 			"STOP to RESUME vmm ${vg} ms / qemu ${qg} ms = $rg;" \
 			"total vmm ${vt} ms / qemu ${qt} ms = $rt;" \
 			"bytes vmm $((vb >> 20)) MiB / qemu $((qb >> 20)) MiB = $rb;" \
 			"passes vmm $vp / qemu $qp; CPU used vmm ${vc} ms / qemu ${qc} ms = $rc"
+		echo "$label, round $round: total time against the floor, each side's bytes moved by" \
+			"plain send()/recv() over a unix socket here ($fr MiB/s, bench/sockfloor):" \
+			"vmm ${vt} ms / ${fv} ms = $rfv; QEMU ${qt} ms / ${fq} ms = $rfq"
 		echo "$label, round $round: vmm downtime ${vd} ms against a limit of 100 ms:" \
 			"${vx%/throttle:*}; vCPUs throttled by up to ${vx##*/throttle:} (auto-converge;" \
 			"QEMU ran with its default, no auto-converge)"
