@@ -7,8 +7,8 @@
 # number of streams, MiB/s against the loopback limit measured in the same
 # run (plain send()/recv() of as many non-zero bytes over one connection,
 # the denominator whatever the number of streams; also over as many parallel
-# connections as streams), and for zero pages against memset/memcpy/read
-# speed. Arguments go to stream-bench (--size 2G, --reps 3, --mix a,b,
+# connections as streams), the CPU time vmm's run used per GiB against the
+# limit run's, and for zero pages against memset/memcpy/read speed. Arguments go to stream-bench (--size 2G, --reps 3, --mix a,b,
 # --streams 1,2,4, --fresh-dst; see --help).
 set -euo pipefail
 cd "$(dirname "$0")/.."

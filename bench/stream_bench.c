@@ -10,8 +10,11 @@
  * the ratio says what N streams gain over the single connection a one-stream
  * migration is bound by. With N > 1 the limit over N such connections in
  * parallel is printed too (limitN, ratioN), to tell what the streams cost
- * from what the host's loopback allows. Zero pages are also compared with
- * memset/memcpy/read speed. Prints ratios, not verdicts. */
+ * from what the host's loopback allows. Each vmm run's CPU time (both ends,
+ * all threads) per GiB is printed too, against the N-connection limit run's:
+ * where both ends share the cores, the CPU a path spends per byte is the
+ * speed it gives up. Zero pages are also compared with memset/memcpy/read
+ * speed. Prints ratios, not verdicts. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -51,6 +54,7 @@ struct run {
 	bool fresh_dst;          /* leave the destination RAM unpopulated */
 	int n;                   /* page streams (connections) */
 	uint64_t t0, t1;         /* sender start, last receiver done (ns) */
+	double c0, cpu;          /* process CPU time at t0, and used by t1 (ms) */
 	struct ram_stats stats;
 	uint64_t wire;           /* bytes sent on all the connections */
 };
@@ -70,6 +74,15 @@ static uint64_t now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* CPU time all threads of this process used so far, the exited ones too (ms). */
+static double cpu_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+	return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
 }
 
 static double mibs(uint64_t bytes, uint64_t ns)
@@ -183,6 +196,7 @@ static int vmm_send(struct run *run, struct chan *const *c)
 	t.inplace = true;
 	stream_buf_init(&b);
 	run->t0 = now_ns();
+	run->c0 = cpu_ms();
 	ret = stream_u32_put(&b, STREAM_PASS_BEGIN, 1) ?: chan_send(c[0], b.data, b.len);
 	if (!ret)
 		ret = ram_send_pass(&t, c, run->n);
@@ -273,6 +287,7 @@ static int vmm_run(struct run *run)
 		ret = ret ?: rx[i].ret;
 		run->t1 = rx[i].t1 > run->t1 ? rx[i].t1 : run->t1;
 	}
+	run->cpu = cpu_ms() - run->c0;
 	for (int i = 0; i < conns; i++) {
 		chan_close(&sc[i]);
 		chan_close(&rx[i].c);
@@ -350,12 +365,14 @@ static void *plain_sender(void *opaque)
 
 /* Sends the SIZE bytes at SRC (non-zero) over N plain TCP connections in
  * parallel, a thread at each end of each, connection i carrying the i-th
- * Nth of them; returns MiB/s or a negative number on error. */
-static double plain_run(const uint8_t *src, uint64_t size, int n)
+ * Nth of them; returns MiB/s or a negative number on error, and (if CPU is
+ * not NULL) the CPU time both ends used in ms. */
+static double plain_run(const uint8_t *src, uint64_t size, int n, double *cpu)
 {
 	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	struct plain p[RAM_MAX_STREAMS];
 	uint64_t t0, t1 = 0;
+	double c0;
 	uint16_t port;
 	int lfd = listen_loopback(&port), conns = 0;
 	bool bad = lfd < 0;
@@ -378,6 +395,7 @@ static double plain_run(const uint8_t *src, uint64_t size, int n)
 	for (int i = 0; !bad && i < conns; i++)
 		bad = !(p[i].rx_on = !pthread_create(&p[i].rx, NULL, plain_receiver, &p[i]));
 	t0 = now_ns();
+	c0 = cpu_ms();
 	for (int i = 0; !bad && i < conns; i++)
 		bad = !(p[i].tx_on = !pthread_create(&p[i].tx, NULL, plain_sender, &p[i]));
 	for (int i = 0; i < conns; i++) {
@@ -394,6 +412,8 @@ static double plain_run(const uint8_t *src, uint64_t size, int n)
 		if (p[i].rfd >= 0)
 			close(p[i].rfd);
 	}
+	if (cpu)
+		*cpu = cpu_ms() - c0;
 	return bad ? -1 : mibs(size, t1 - t0);
 }
 
@@ -635,12 +655,14 @@ static int bench_mix(enum mix mix, int n, struct guest_mem *src, const uint8_t *
 		     const struct opts *o, const struct memspeed *ms)
 {
 	double vmm[o->reps], wire[o->reps], limit[o->reps], ratio[o->reps];
-	double limitn[o->reps], ration[o->reps], v;
+	double limitn[o->reps], ration[o->reps], cpu[o->reps], cpur[o->reps], v;
+	double gib = (double)src->size / (1 << 30);
 	struct run run = { .src = src, .fresh_dst = o->fresh_dst, .n = n };
 
 	for (int r = 0; r < o->reps; r++) {
-		double l = plain_run(limit_src, src->size, 1);
-		double ln = n > 1 ? plain_run(limit_src, src->size, n) : l;
+		double c = 0, cn = 0;
+		double l = plain_run(limit_src, src->size, 1, &c);
+		double ln = n > 1 ? plain_run(limit_src, src->size, n, &cn) : l;
 		int ret = vmm_run(&run);
 
 		if (l < 0 || ln < 0 || ret) {
@@ -654,12 +676,15 @@ static int bench_mix(enum mix mix, int n, struct guest_mem *src, const uint8_t *
 		wire[r] = mibs(run.wire, run.t1 - run.t0);
 		ratio[r] = vmm[r] / l;
 		ration[r] = vmm[r] / ln;
+		cpu[r] = run.cpu / gib;
+		cpur[r] = run.cpu / (n > 1 ? cn : c);
 	}
 	v = median(vmm, o->reps);
-	printf("%-8s %7d %8llu %8llu %10.0f %10.0f %11.0f %7.2f %12.0f %7.2f", mix_names[mix], n,
-	       (unsigned long long)run.stats.duplicate, (unsigned long long)run.stats.normal,
-	       v, median(wire, o->reps), median(limit, o->reps), median(ratio, o->reps),
-	       median(limitn, o->reps), median(ration, o->reps));
+	printf("%-8s %7d %8llu %8llu %10.0f %10.0f %11.0f %7.2f %12.0f %7.2f %11.0f %9.2f",
+	       mix_names[mix], n, (unsigned long long)run.stats.duplicate,
+	       (unsigned long long)run.stats.normal, v, median(wire, o->reps),
+	       median(limit, o->reps), median(ratio, o->reps), median(limitn, o->reps),
+	       median(ration, o->reps), median(cpu, o->reps), median(cpur, o->reps));
 	if (mix == MIX_ZERO || mix == MIX_HOLE)
 		printf("   vs memset %.2f memcpy %.2f read %.2f", v / ms->set, v / ms->copy,
 		       v / ms->read);
@@ -686,7 +711,7 @@ static int print_context(const struct opts *o, const struct memspeed *ms, const 
 		printf("fresh RAM: memcpy of the random bytes %.0f MiB/s\n",
 		       fresh_write_speed(rnd, o->size));
 	for (int r = 0; r < o->reps; r++) {
-		limit[r] = plain_run(rnd, o->size, 1);
+		limit[r] = plain_run(rnd, o->size, 1, NULL);
 		chan[r] = rawchan_run(rnd, o->size);
 		if (limit[r] < 0 || chan[r] < 0) {
 			fprintf(stderr, "stream-bench: loopback transfer failed\n");
@@ -700,9 +725,9 @@ static int print_context(const struct opts *o, const struct memspeed *ms, const 
 	       median(limit, o->reps));
 	printf("transport: chan_send()/chan_recv() (io_uring) of the same, no framing "
 	       "%.0f MiB/s, ratio %.2f\n", median(chan, o->reps), median(ratio, o->reps));
-	printf("%-8s %7s %8s %8s %10s %10s %11s %7s %12s %7s\n", "mix", "streams", "zero",
-	       "normal", "vmm MiB/s", "wire MiB/s", "limit MiB/s", "ratio", "limitN MiB/s",
-	       "ratioN");
+	printf("%-8s %7s %8s %8s %10s %10s %11s %7s %12s %7s %11s %9s\n", "mix", "streams",
+	       "zero", "normal", "vmm MiB/s", "wire MiB/s", "limit MiB/s", "ratio",
+	       "limitN MiB/s", "ratioN", "CPU ms/GiB", "CPU ratio");
 	fflush(stdout);
 	return 0;
 }
@@ -747,8 +772,10 @@ int main(int argc, char **argv)
 	}
 	printf("(vmm: guest RAM moved per second over all streams; wire: stream bytes per "
 	       "second; ratio: vmm / limit over one connection; limitN: the limit over as "
-	       "many parallel connections as streams; ratioN: vmm / limitN; ratios are "
-	       "medians of the per-run ones)\n");
+	       "many parallel connections as streams; ratioN: vmm / limitN; CPU ms/GiB: "
+	       "CPU time both ends of vmm's run used per GiB of guest RAM, all threads; "
+	       "CPU ratio: vmm's / the limitN run's, which sends as many bytes as there is guest RAM; ratios "
+	       "are medians of the per-run ones)\n");
 	mem_destroy(&rnd);
 	return fails ? 1 : 0;
 }
