@@ -203,6 +203,7 @@ for rate in $WORKLOADS; do
 		rd=$(ratio "$vd" "$qd") rt=$(ratio "$vt" "$qt")
 		rb=$(ratio "$vb" "$qb") rc=$(ratio "$vc" "$qc") rg=$(ratio "$vg" "$qg")
 		fr=$(floor_rate)
+		[ -n "$fr" ] || { echo "bench: bench/sockfloor measured nothing" >&2; exit 1; }
 		fv=$(floor_ms "$vb" "$fr") fq=$(floor_ms "$qb" "$fr")
 		rfv=$(ratio "$vt" "$fv") rfq=$(ratio "$qt" "$fq")
 		lines+=("ratios: $rd $rt $rb $rc $rg $rfv $rfq")
