@@ -14,7 +14,10 @@
 #        VMM_TEST_TIMEOUT=SECS           per-test bound (default 600)
 #        VMM_SANDBOX_TIMEOUT=SECS        bound on all sandbox boots together (default 3300)
 #        VMM_SANDBOX_BOOTS=N             at most N sandbox boots (default 5: one CI run
-#                                        once saw three wedges, and each costs ~6 min)
+#                                        once saw three wedges)
+#        SANDBOX_STALL=SECS              a boot silent this long is wedged (default 120:
+#                                        its heartbeat comes every 20 s, and the whole
+#                                        suite's longest silence measured 15 s)
 # A failed test's last lines are printed again at the end, where meson's cut log keeps them.
 # A test that exits 77 ("skipped") counts as FAILED: nothing may skip silently.
 
@@ -91,7 +94,7 @@ if [ "${VMM_IN_SANDBOX:-0}" != 1 ] && { [ "${VMM_FORCE_SANDBOX:-0}" = 1 ] || ! k
 		fi
 		boots=$((boots + 1))
 		VMM_IN_SANDBOX=1 VMM_SUITE_INNER=1 VMM_KVM_TESTS="${remaining[*]}" \
-			bash "$SRC/test/sandbox/sandbox.sh" --timeout "$left" -- bash "$SELF" "$BUILD" |
+			SANDBOX_STALL=${SANDBOX_STALL:-120} bash "$SRC/test/sandbox/sandbox.sh" --timeout "$left" -- bash "$SELF" "$BUILD" |
 			tee "$LOG"
 		src=${PIPESTATUS[0]}
 		case $src in 129|130|143) echo "run-suite: sandbox stopped by a signal" >&2; exit "$src" ;; esac

@@ -289,14 +289,19 @@ LEFT=$((TIMEOUT - (SECONDS - START)))
 QPID=$!
 # Watchdog: when the time is up (-> "timedout") or the guest console has been silent
 # for STALL s (-> "stalled"), kill qemu (TERM, then KILL). Its own sleep is killed with
-# it, so no stray sleeps outlive the script.
+# it, so no stray sleeps outlive the script. The longest silence it saw goes to
+# $RUN/silence, to tell how much of STALL a live guest ever needs.
 (
 	trap 'kill "$sp" 2>/dev/null; exit 0' TERM
 	deadline=$((SECONDS + LEFT))
+	longest=0
 	while [ "$SECONDS" -lt "$deadline" ]; do
 		sleep 10 & sp=$!; wait "$sp"
 		last=$(stat -c %Y "$RUN/console.log" 2>/dev/null || echo 0)
-		[ "$last" -gt 0 ] && [ $(( $(date +%s) - last )) -ge "$STALL" ] && { touch "$RUN/stalled"; break; }
+		[ "$last" -gt 0 ] || continue
+		quiet=$(( $(date +%s) - last ))
+		[ "$quiet" -le "$longest" ] || { longest=$quiet; echo "$longest" >"$RUN/silence"; }
+		[ "$quiet" -lt "$STALL" ] || { touch "$RUN/stalled"; break; }
 	done
 	[ -e "$RUN/stalled" ] || touch "$RUN/timedout"
 	kill -TERM "$QPID" 2>/dev/null
@@ -311,6 +316,8 @@ wait "$QPID"
 QRC=$?
 QPID=
 kill "$WDPID" 2>/dev/null; WDPID=
+[ ! -s "$RUN/silence" ] || echo "sandbox: longest console silence $(cat "$RUN/silence") s" \
+	"(heartbeat every ${HEARTBEAT} s, wedged after ${STALL} s)" >&2
 
 show_console() {
 	if [ -s "$RUN/qemu.err" ]; then
