@@ -1,5 +1,8 @@
-/* Guest workload for the migration benchmarks: fills MIB MiB with non-zero
- * bytes (so those pages cannot be sent as zero pages), then writes one byte
+/* Guest workload for the migration benchmarks: fills MIB MiB with bytes from
+ * a xorshift generator, so no page is a zero page, no two pages are alike
+ * and no compressor shrinks them (the old fill, a multiplicative hash of
+ * each byte's offset, repeated every 2 MiB: lz4 -1 packed it 31 to 1, a
+ * gift no real guest gives), then writes one byte
  * in RATE distinct pages per second, round robin, until killed (RATE 0:
  * idle after filling). Prints "dirtier: ready" once the memory is filled. */
 #include <stdint.h>
@@ -14,13 +17,18 @@ int main(int argc, char **argv)
 	size_t mib = argc > 1 ? strtoul(argv[1], NULL, 10) : 256;
 	long rate = argc > 2 ? strtol(argv[2], NULL, 10) : 0;
 	size_t pages = mib << 8, next = 0;
-	uint8_t *p = malloc(mib << 20);
+	uint64_t x = 0x9e3779b97f4a7c15ull, *w = malloc(mib << 20);
+	uint8_t *p = (uint8_t *)w;
 	struct timespec t;
 
-	if (!p)
+	if (!w)
 		return 1;
-	for (size_t i = 0; i < (mib << 20); i++)
-		p[i] = (uint8_t)(i * 2654435761u >> 13) | 1;
+	for (size_t i = 0; i < (mib << 20) / 8; i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		w[i] = x;
+	}
 	printf("dirtier: ready (%zu MiB, %ld pages/s)\n", mib, rate);
 	fflush(stdout);
 	while (rate == 0)
