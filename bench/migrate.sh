@@ -15,7 +15,9 @@
 # of 16 MiB + 1% of guest RAM (vmm only: QEMU maps its guest RAM differently,
 # so the same figure means nothing for it). And each one's total time against
 # the floor under it: how long plain send()/recv() over a unix socket, in the
-# same boot, takes to move as many bytes as it sent (bench/sockfloor). Without
+# same boot, takes to move as many bytes as it sent (bench/sockfloor), once
+# through a buffer in cache and once from distinct RAM into fresh RAM, as a
+# migration's destination receives. Without
 # /dev/kvm it runs each round inside a fresh nested-KVM sandbox, where only
 # the ratios mean anything.
 set -euo pipefail
@@ -31,18 +33,20 @@ median() {
 
 # medians LABEL LINES...: the medians of the rounds' "ratios:" lines.
 medians() {
-	local label=$1 n=0 rd=() rt=() rb=() rc=() rg=() rfv=() rfq=()
+	local label=$1 n=0 rd=() rt=() rb=() rc=() rg=() rfv=() rfq=() rxv=() rxq=()
 	shift
 	for l in "$@"; do
-		read -r _ d t b c g fv fq <<<"$l"
+		read -r _ d t b c g fv fq xv xq <<<"$l"
 		rd+=("$d") rt+=("$t") rb+=("$b") rc+=("$c") rg+=("$g") rfv+=("$fv") rfq+=("$fq")
+		rxv+=("$xv") rxq+=("$xq")
 		n=$((n + 1))
 	done
 	echo "$label, median of $n rounds (vmm/QEMU): downtime $(echo "${rd[*]}" | median)" \
 		"(STOP to RESUME $(echo "${rg[*]}" | median)), total time $(echo "${rt[*]}" | median)," \
 		"bytes $(echo "${rb[*]}" | median), CPU used $(echo "${rc[*]}" | median);" \
 		"total time against the floor: vmm $(echo "${rfv[*]}" | median)," \
-		"QEMU $(echo "${rfq[*]}" | median)"
+		"QEMU $(echo "${rfq[*]}" | median); into fresh RAM: vmm $(echo "${rxv[*]}" | median)," \
+		"QEMU $(echo "${rxq[*]}" | median)"
 }
 
 # Nested KVM under emulation now and then wedges the sandbox while a guest
@@ -171,12 +175,13 @@ one() {
 
 ratio() { "$PY" -c "import sys; print(f'{float(sys.argv[1])/max(float(sys.argv[2]),1e-9):.2f}')" "$1" "$2"; }
 
-# floor_rate: MiB/s that plain send()/recv() moves over a unix socket here and
-# now (bench/sockfloor, the better of two runs of 256 MiB): no migration over
-# such a socket moves its bytes faster.
+# floor_rate [--fresh]: MiB/s that plain send()/recv() moves over a unix
+# socket here and now (bench/sockfloor, the better of two runs of 256 MiB):
+# no migration over such a socket moves its bytes faster. With --fresh, from
+# distinct RAM into RAM not yet touched, as a migration's destination gets it.
 floor_rate() {
 	for i in 1 2; do
-		build/bench/sockfloor 256 | sed -n 's/.*, \([0-9]*\) MiB\/s$/\1/p'
+		build/bench/sockfloor "$@" 256 | sed -n 's/.*, \([0-9]*\) MiB\/s\( (.*)\)\?$/\1/p'
 	done | sort -n | tail -1
 }
 
@@ -202,11 +207,13 @@ for rate in $WORKLOADS; do
 		read -r qd qt qb _ _ qp qc qg _ <<<"$q"
 		rd=$(ratio "$vd" "$qd") rt=$(ratio "$vt" "$qt")
 		rb=$(ratio "$vb" "$qb") rc=$(ratio "$vc" "$qc") rg=$(ratio "$vg" "$qg")
-		fr=$(floor_rate)
-		[ -n "$fr" ] || { echo "bench: bench/sockfloor measured nothing" >&2; exit 1; }
+		fr=$(floor_rate) xr=$(floor_rate --fresh)
+		[ -n "$fr" ] && [ -n "$xr" ] || { echo "bench: bench/sockfloor measured nothing" >&2; exit 1; }
 		fv=$(floor_ms "$vb" "$fr") fq=$(floor_ms "$qb" "$fr")
+		xv=$(floor_ms "$vb" "$xr") xq=$(floor_ms "$qb" "$xr")
 		rfv=$(ratio "$vt" "$fv") rfq=$(ratio "$qt" "$fq")
-		lines+=("ratios: $rd $rt $rb $rc $rg $rfv $rfq")
+		rxv=$(ratio "$vt" "$xv") rxq=$(ratio "$qt" "$xq")
+		lines+=("ratios: $rd $rt $rb $rc $rg $rfv $rfq $rxv $rxq")
 		echo "$label, round $round ($first first): downtime vmm ${vd} ms / qemu ${qd} ms = $rd;" \
 			"STOP to RESUME vmm ${vg} ms / qemu ${qg} ms = $rg;" \
 			"total vmm ${vt} ms / qemu ${qt} ms = $rt;" \
@@ -214,7 +221,9 @@ for rate in $WORKLOADS; do
 			"passes vmm $vp / qemu $qp; CPU used vmm ${vc} ms / qemu ${qc} ms = $rc"
 		echo "$label, round $round: total time against the floor, each side's bytes moved by" \
 			"plain send()/recv() over a unix socket here ($fr MiB/s, bench/sockfloor):" \
-			"vmm ${vt} ms / ${fv} ms = $rfv; QEMU ${qt} ms / ${fq} ms = $rfq"
+			"vmm ${vt} ms / ${fv} ms = $rfv; QEMU ${qt} ms / ${fq} ms = $rfq;" \
+			"from distinct RAM into fresh RAM ($xr MiB/s): vmm ${vt} ms / ${xv} ms = $rxv;" \
+			"QEMU ${qt} ms / ${xq} ms = $rxq"
 		echo "$label, round $round: vmm downtime ${vd} ms against a limit of 100 ms:" \
 			"${vx%/throttle:*}; vCPUs throttled by up to ${vx##*/throttle:} (auto-converge;" \
 			"QEMU ran with its default, no auto-converge)"

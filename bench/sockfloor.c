@@ -5,13 +5,21 @@
  * the same socket: it copies them in and out of the kernel as this does, and
  * does more besides. Prints "sockfloor: N MiB in T ms, R MiB/s".
  *
- * usage: sockfloor [MIB] */
+ * By default both ends reuse one 4 MiB buffer, which stays in cache. With
+ * --fresh, the sender reads MIB MiB of distinct memory, written beforehand,
+ * and the receiver writes into MIB MiB that no one has touched yet (2 MiB
+ * aligned, offered huge pages, as vmm maps guest RAM), as a migration's
+ * destination does: the kernel zero-fills each page on first touch.
+ *
+ * usage: sockfloor [--fresh] [MIB] */
 #include <errno.h>
+#include <stdbool.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -20,23 +28,33 @@
 
 struct end {
 	int fd;
-	uint64_t total;
+	uint8_t *buf;
+	uint64_t total, span;	/* span: the buffer's size, reused round */
 	int err;
 };
+
+/* SIZE bytes of anonymous memory, 2 MiB aligned and offered huge pages. */
+static uint8_t *ram(uint64_t size)
+{
+	uint64_t huge = 2u << 20;
+	uint8_t *p = mmap(NULL, size + huge, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED)
+		return NULL;
+	p = (uint8_t *)(((uintptr_t)p + huge - 1) & ~(uintptr_t)(huge - 1));
+	madvise(p, size, MADV_HUGEPAGE);
+	return p;
+}
 
 static void *receiver(void *opaque)
 {
 	struct end *e = opaque;
-	uint8_t *buf = malloc(CHUNK);
 	uint64_t got = 0;
 
-	if (!buf) {
-		e->err = ENOMEM;
-		return NULL;
-	}
-	memset(buf, 1, CHUNK);
 	while (got < e->total) {
-		ssize_t n = recv(e->fd, buf, CHUNK, 0);
+		uint64_t at = got % e->span;
+		ssize_t n = recv(e->fd, e->buf + at, e->span - at < CHUNK ? e->span - at : CHUNK, 0);
 
 		if (n <= 0) {
 			e->err = n < 0 ? errno : ECONNRESET;
@@ -44,42 +62,50 @@ static void *receiver(void *opaque)
 		}
 		got += (uint64_t)n;
 	}
-	free(buf);
 	return NULL;
 }
 
 int main(int argc, char **argv)
 {
+	bool fresh = argc > 1 && strcmp(argv[1], "--fresh") == 0;
 	char *end = NULL;
-	unsigned long mib = argc > 1 ? strtoul(argv[1], &end, 10) : 256;
-	struct end rx = { 0 };
+	unsigned long mib = argc > 1 + fresh ? strtoul(argv[1 + fresh], &end, 10) : 256;
+	uint64_t total = (uint64_t)mib << 20, span = fresh ? total : CHUNK, x = 0x9e3779b97f4a7c15ull;
+	struct end rx;
 	struct timespec t0, t1;
 	pthread_t thr;
 	uint8_t *src;
 	int sv[2];
 	double ms;
 
-	if (argc > 2 || (end && *end) || mib == 0 || mib > (1ul << 20)) {
-		fprintf(stderr, "usage: sockfloor [MIB, 1-1048576]\n");
+	if (argc > 2 + fresh || (end && *end) || mib == 0 || mib > (1ul << 20)) {
+		fprintf(stderr, "usage: sockfloor [--fresh] [MIB, 1-1048576]\n");
 		return 2;
 	}
-	src = malloc(CHUNK);
-	if (!src || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+	src = ram(span);
+	rx = (struct end){ -1, ram(span), total, span, 0 };
+	if (!src || !rx.buf || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
 		perror("sockfloor");
 		return 1;
 	}
-	for (size_t i = 0; i < CHUNK; i++)
-		src[i] = (uint8_t)(i * 2654435761u >> 13) | 1;
-	rx = (struct end){ sv[1], (uint64_t)mib << 20, 0 };
+	for (uint64_t i = 0; i < span / 8; i++) {	/* xorshift: no zero pages */
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		((uint64_t *)src)[i] = x;
+	}
+	if (!fresh)
+		memset(rx.buf, 1, span);
+	rx.fd = sv[1];
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (pthread_create(&thr, NULL, receiver, &rx)) {
 		fprintf(stderr, "sockfloor: cannot start the receiver\n");
 		return 1;
 	}
-	for (uint64_t off = 0; off < rx.total;) {
-		uint64_t want = CHUNK - off % CHUNK < rx.total - off ? CHUNK - off % CHUNK
-								     : rx.total - off;
-		ssize_t n = send(sv[0], src + off % CHUNK, (size_t)want, MSG_NOSIGNAL);
+	for (uint64_t off = 0; off < total;) {
+		uint64_t at = off % span, want = span - at < CHUNK ? span - at : CHUNK;
+		ssize_t n = send(sv[0], src + at, (size_t)(want < total - off ? want : total - off),
+				 MSG_NOSIGNAL);
 
 		if (n <= 0) {
 			perror("sockfloor: send");
@@ -94,6 +120,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
-	printf("sockfloor: %lu MiB in %.0f ms, %.0f MiB/s\n", mib, ms, (double)mib * 1e3 / ms);
+	printf("sockfloor: %lu MiB in %.0f ms, %.0f MiB/s%s\n", mib, ms, (double)mib * 1e3 / ms,
+	       fresh ? " (distinct source RAM into fresh RAM)" : "");
 	return 0;
 }
