@@ -13,8 +13,8 @@
  *
  * usage: sockfloor [--fresh] [MIB] */
 #include <errno.h>
-#include <stdbool.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
