@@ -7,9 +7,9 @@
  *
  * By default both ends reuse one 4 MiB buffer, which stays in cache. With
  * --fresh, the sender reads MIB MiB of distinct memory, written beforehand,
- * and the receiver writes into MIB MiB that no one has touched yet (2 MiB
- * aligned, offered huge pages, as vmm maps guest RAM), as a migration's
- * destination does: the kernel zero-fills each page on first touch.
+ * and the receiver writes into MIB MiB that no one has touched yet, both
+ * mapped by mem_init() as vmm maps guest RAM, as a migration's destination
+ * receives: the kernel zero-fills each page on first touch.
  *
  * usage: sockfloor [--fresh] [MIB] */
 #include <errno.h>
@@ -19,10 +19,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include "vmm/mem.h"
 
 #define CHUNK (4u << 20)
 
@@ -32,20 +32,6 @@ struct end {
 	uint64_t total, span;	/* span: the buffer's size, reused round */
 	int err;
 };
-
-/* SIZE bytes of anonymous memory, 2 MiB aligned and offered huge pages. */
-static uint8_t *ram(uint64_t size)
-{
-	uint64_t huge = 2u << 20;
-	uint8_t *p = mmap(NULL, size + huge, PROT_READ | PROT_WRITE,
-			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-	if (p == MAP_FAILED)
-		return NULL;
-	p = (uint8_t *)(((uintptr_t)p + huge - 1) & ~(uintptr_t)(huge - 1));
-	madvise(p, size, MADV_HUGEPAGE);
-	return p;
-}
 
 static void *receiver(void *opaque)
 {
@@ -71,23 +57,29 @@ int main(int argc, char **argv)
 	char *end = NULL;
 	unsigned long mib = argc > 1 + fresh ? strtoul(argv[1 + fresh], &end, 10) : 256;
 	uint64_t total = (uint64_t)mib << 20, span = fresh ? total : CHUNK, x = 0x9e3779b97f4a7c15ull;
+	struct guest_mem from, to;
 	struct end rx;
 	struct timespec t0, t1;
 	pthread_t thr;
 	uint8_t *src;
-	int sv[2];
+	int sv[2], ret;
 	double ms;
 
 	if (argc > 2 + fresh || (end && *end) || mib == 0 || mib > (1ul << 20)) {
 		fprintf(stderr, "usage: sockfloor [--fresh] [MIB, 1-1048576]\n");
 		return 2;
 	}
-	src = ram(span);
-	rx = (struct end){ -1, ram(span), total, span, 0 };
-	if (!src || !rx.buf || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+	ret = mem_init(&from, span) ?: mem_init(&to, span);
+	if (ret) {
+		fprintf(stderr, "sockfloor: cannot map the RAM: %s\n", strerror(-ret));
+		return 1;
+	}
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
 		perror("sockfloor");
 		return 1;
 	}
+	src = from.base;
+	rx = (struct end){ sv[1], to.base, total, span, 0 };
 	for (uint64_t i = 0; i < span / 8; i++) {	/* xorshift: no zero pages */
 		x ^= x << 13;
 		x ^= x >> 7;
@@ -96,7 +88,6 @@ int main(int argc, char **argv)
 	}
 	if (!fresh)
 		memset(rx.buf, 1, span);
-	rx.fd = sv[1];
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (pthread_create(&thr, NULL, receiver, &rx)) {
 		fprintf(stderr, "sockfloor: cannot start the receiver\n");
